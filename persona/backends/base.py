@@ -1,0 +1,59 @@
+"""The one small interface every interpreter backend implements (offline, openai, hf, transformers).
+
+A backend turns a `ReplyRequest` into a stream of `ReplyChunk`s: the action and expression as
+soon as it knows them (so the video reacts before the words finish), then dialogue deltas.
+It knows nothing about the UI, the character state or pipelines; the conversation manager
+assembles the final `Directive` and falls back to the offline backend when one fails.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.conditioning import Action, Expression
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class ReplyRequest(BaseModel):
+    """Everything a backend may use to answer one user message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system_prompt: str
+    history: tuple[ChatTurn, ...] = Field(default=(), description="Oldest first, bounded.")
+    message: str
+    char_name: str
+    user_name: str = "User"
+
+
+class ReplyChunk(BaseModel):
+    """A piece of a streamed reply. Fields left None/empty carry nothing new."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Action | None = None
+    expression: Expression | None = None
+    text: str = ""
+    notice: str | None = Field(default=None, description="Shown to the user, e.g. a fallback.")
+
+
+class BackendError(RuntimeError):
+    """A backend could not produce a reply; the message is safe to show (no keys)."""
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
+        """Yield the reply. Raise BackendError (before or mid-stream) when it cannot go on."""
