@@ -64,4 +64,6 @@ class Pipeline(ABC):
             )
         for c in conditioning:
             if not isinstance(c, Conditioning):
-                raise ValueError(f"expected pipelines.conditioning.Conditioning, got {type(c).__name__}")
+                raise ValueError(
+                    f"expected pipelines.conditioning.Conditioning, got {type(c).__name__}"
+                )

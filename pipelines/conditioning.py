@@ -9,6 +9,8 @@ about how anything is drawn or generated.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -140,6 +142,10 @@ class Conditioning(BaseModel):
         default=0.0, ge=0.0, le=1.0, description="0..1 through a one-shot action; 0 for holds."
     )
     previous_action: Action = "idle"
+    previous_action_elapsed: float = Field(default=0.0, ge=0.0)
+    previous_action_progress: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Where the previous action was when replaced."
+    )
     action_blend: float = Field(default=1.0, ge=0.0, le=1.0)
     expression: Expression = "neutral"
     previous_expression: Expression = "neutral"
@@ -147,3 +153,151 @@ class Conditioning(BaseModel):
     sitting: float = Field(default=0.0, ge=0.0, le=1.0, description="0 standing .. 1 seated.")
     facing_back: float = Field(default=0.0, ge=0.0, le=1.0, description="0 front .. 1 back.")
     mouth_open: float = Field(default=0.0, ge=0.0, le=1.0, description="Speech viseme.")
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _ramp_weight(t: float, start: float, seconds: float) -> float:
+    return 1.0 if seconds <= 0 else min(max((t - start) / seconds, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
+class _Ramp:
+    """A value easing from `start_value` to `target` over [start, start + seconds]."""
+
+    start_value: float
+    target: float
+    start: float
+    seconds: float
+
+    def value(self, t: float) -> float:
+        w = _smoothstep(_ramp_weight(t, self.start, self.seconds))
+        return self.start_value + (self.target - self.start_value) * w
+
+
+@dataclass(frozen=True)
+class _Playing:
+    """An action and when it began."""
+
+    action: str
+    start: float
+
+    @property
+    def seconds(self) -> float:
+        return ACTION_SECONDS.get(self.action, math.inf)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
+
+    def elapsed(self, t: float) -> float:
+        return max(t - self.start, 0.0)
+
+    def progress(self, t: float) -> float:
+        return 0.0 if math.isinf(self.seconds) else min(self.elapsed(t) / self.seconds, 1.0)
+
+
+class Timeline:
+    """How a character's action, expression, posture and facing evolve over time.
+
+    Pure and clock-free: every call takes the time `t` (seconds, non-decreasing), so renderers,
+    the stream runner, training-data generators and tests all see the same behaviour. One-shot
+    actions end by themselves and hand over to idle; posture and facing persist; holds play
+    until replaced; every change cross-fades over BLEND_SECONDS. Not thread-safe: the owner of
+    a live session guards it with a lock.
+    """
+
+    def __init__(self, t: float = 0.0) -> None:
+        self._playing = _Playing("idle", t)
+        self._previous = _Playing("idle", t)
+        self._previous_at = t
+        self._expression: str = "neutral"
+        self._previous_expression: str = "neutral"
+        self._expression_start = t
+        self._sitting = _Ramp(0.0, 0.0, t, 0.0)
+        self._facing = _Ramp(0.0, 0.0, t, 0.0)
+
+    @property
+    def posture(self) -> Posture:
+        return "sitting" if self._sitting.target >= 0.5 else "standing"
+
+    @property
+    def facing(self) -> Facing:
+        return "back" if self._facing.target >= 0.5 else "front"
+
+    @property
+    def expression(self) -> str:
+        return self._expression
+
+    def current_action(self, t: float) -> str:
+        self._settle(t)
+        return self._playing.action
+
+    def set_action(self, action: Action, t: float) -> bool:
+        """Start `action` at `t`. Returns False when it changes nothing (sit_down while seated,
+        stand_up while standing, the hold or idle that is already playing)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        self._settle(t)
+        sitting, seated_target = self._sitting.value(t), self._sitting.target
+        if (action == "sit_down" and seated_target >= 0.5) or (
+            action == "stand_up" and seated_target < 0.5
+        ):
+            return False
+        if action == self._playing.action and (action in HOLDS or action == "idle"):
+            return False
+        self._begin(_Playing(action, t), t)
+        seconds = ACTION_SECONDS.get(action, 0.0)
+        if action == "sit_down":
+            self._sitting = _Ramp(sitting, 1.0, t, seconds)
+        elif action == "stand_up":
+            self._sitting = _Ramp(sitting, 0.0, t, seconds)
+        elif action == "turn_around":
+            self._facing = _Ramp(self._facing.value(t), 1.0 - self._facing.target, t, seconds)
+        return True
+
+    def set_expression(self, expression: Expression, t: float) -> bool:
+        """Change the expression at `t`; it holds until changed. False if already showing."""
+        if expression not in EXPRESSIONS:
+            raise ValueError(
+                f"unknown expression {expression!r}; expected one of {', '.join(EXPRESSIONS)}"
+            )
+        if expression == self._expression:
+            return False
+        self._previous_expression, self._expression = self._expression, expression
+        self._expression_start = t
+        return True
+
+    def sample(self, t: float, *, mouth_open: float = 0.0) -> Conditioning:
+        """What the frame at time `t` shows."""
+        self._settle(t)
+        playing, previous = self._playing, self._previous
+        return Conditioning(
+            t=max(t, 0.0),
+            action=playing.action,
+            action_elapsed=playing.elapsed(t),
+            action_progress=playing.progress(t),
+            previous_action=previous.action,
+            previous_action_elapsed=previous.elapsed(self._previous_at),
+            previous_action_progress=previous.progress(self._previous_at),
+            action_blend=_ramp_weight(t, playing.start, BLEND_SECONDS),
+            expression=self._expression,
+            previous_expression=self._previous_expression,
+            expression_blend=_ramp_weight(t, self._expression_start, BLEND_SECONDS),
+            sitting=self._sitting.value(t),
+            facing_back=self._facing.value(t),
+            mouth_open=min(max(mouth_open, 0.0), 1.0),
+        )
+
+    def _begin(self, playing: _Playing, t: float) -> None:
+        self._previous, self._previous_at = self._playing, t
+        self._playing = playing
+
+    def _settle(self, t: float) -> None:
+        """Hand a finished one-shot action over to idle, at the moment it ended."""
+        if self._playing.action != "idle" and t >= self._playing.end:
+            end = self._playing.end
+            self._begin(_Playing("idle", end), end)

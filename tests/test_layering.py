@@ -43,11 +43,18 @@ def test_persona_imports_only_the_conditioning_types(path: Path) -> None:
         assert module.split(".")[0] not in {"gradio", "fastrtc", "app"}, f"{path} imports {module}"
 
 
-@pytest.mark.parametrize("path", _files("persona") + [ROOT / "pipelines" / "conditioning.py",
-                                                      ROOT / "pipelines" / "base.py",
-                                                      ROOT / "pipelines" / "registry.py",
-                                                      ROOT / "pipelines" / "__main__.py",
-                                                      ROOT / "app.py"], ids=str)
+@pytest.mark.parametrize(
+    "path",
+    _files("persona")
+    + [
+        ROOT / "pipelines" / "conditioning.py",
+        ROOT / "pipelines" / "base.py",
+        ROOT / "pipelines" / "registry.py",
+        ROOT / "pipelines" / "__main__.py",
+        ROOT / "app.py",
+    ],
+    ids=str,
+)
 def test_heavy_libraries_are_imported_lazily(path: Path) -> None:
     if not path.exists():
         pytest.skip(f"{path.name} not written yet")
