@@ -1,0 +1,183 @@
+"""The conversation: one place that turns a user message into a streamed reply plus a Directive.
+
+Holds the card, the bounded history (greeting first) and the system prompt built from the card
+and the vocabulary. `respond` streams `ReplyEvent`s: the action and expression as soon as the
+backend knows them (the video reacts before the words finish), then dialogue deltas, then the
+validated final `Directive`. When a backend fails, before or mid-stream, the offline backend
+answers instead with a visible notice; the history only changes once a reply is complete.
+Knows nothing about the UI or the video.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from persona.backends.base import Backend, BackendError, ChatTurn, ReplyRequest
+from persona.cards import Card
+from persona.directive import Directive
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+DEFAULT_HISTORY_CHARS = 6000
+"""About 1500 tokens of history; LLM backends may pass their own budget."""
+
+ACTION_MEANINGS: dict[str, str] = {
+    "idle": "stand naturally (also: stop what you were doing)",
+    "wave": "wave a hand (greeting or goodbye)",
+    "nod": "nod yes",
+    "shake_head": "shake head no",
+    "bow": "take a bow",
+    "point": "point at something",
+    "thumbs_up": "give a thumbs up",
+    "clap": "clap hands",
+    "shrug": "shrug (don't know, whatever)",
+    "jump": "jump up",
+    "dance": "dance until told otherwise",
+    "sit_down": "sit down (stays seated)",
+    "stand_up": "stand up from sitting",
+    "turn_around": "turn around (toggles facing away)",
+    "look_left": "look to the left",
+    "look_right": "look to the right",
+    "think": "strike a thinking pose, hand on chin",
+    "cross_arms": "cross arms",
+}
+EXPRESSION_MEANINGS: dict[str, str] = {
+    "neutral": "calm, relaxed face",
+    "happy": "smiling",
+    "laughing": "laughing out loud",
+    "sad": "sad, sympathetic",
+    "angry": "angry or annoyed",
+    "surprised": "surprised, amazed",
+    "confused": "puzzled",
+    "thinking": "thoughtful",
+    "shy": "shy, blushing",
+    "wink": "winking",
+    "scared": "scared, nervous",
+    "sleepy": "sleepy, tired",
+}
+
+
+@dataclass(frozen=True)
+class ReplyEvent:
+    """One step of a streamed reply. Only the last event carries `directive`."""
+
+    action: str | None = None
+    expression: str | None = None
+    text: str = ""
+    notice: str | None = None
+    directive: Directive | None = None
+
+
+def build_system_prompt(card: Card, user_name: str = "User") -> str:
+    """The LLM system prompt: the card's own prompt and persona, then the acting rules."""
+    d = card.data
+    parts = [
+        card.fill(d.system_prompt, user_name)
+        or f"You are {card.name}, a character in a live video chat with {user_name}. "
+        f"Stay in character; reply in one to three short spoken sentences.",
+        f"Character: {card.fill(d.description, user_name)}" if d.description else "",
+        f"Personality: {card.fill(d.personality, user_name)}" if d.personality else "",
+        f"Scenario: {card.fill(d.scenario, user_name)}" if d.scenario else "",
+        f"Example dialogue:\n{card.fill(d.mes_example, user_name)}" if d.mes_example else "",
+        "You are shown on video. With every reply choose one body action and one facial "
+        "expression that fit it; do what the user asks your body to do.",
+        "Actions:\n" + "\n".join(f"- {k}: {v}" for k, v in ACTION_MEANINGS.items()),
+        "Expressions:\n" + "\n".join(f"- {k}: {v}" for k, v in EXPRESSION_MEANINGS.items()),
+        'Answer with JSON only: {"action": ..., "expression": ..., "dialogue": ...}',
+    ]
+    return "\n\n".join(p for p in parts if p)
+
+
+class Conversation:
+    def __init__(
+        self,
+        card: Card,
+        backend: Backend,
+        *,
+        user_name: str = "User",
+        fallback: Backend | None = None,
+        history_chars: int = DEFAULT_HISTORY_CHARS,
+    ) -> None:
+        self.card = card
+        self.backend = backend
+        self.user_name = user_name
+        self.fallback = fallback
+        self.history_chars = history_chars
+        self.greeting = card.greeting(user_name)
+        self.system_prompt = build_system_prompt(card, user_name)
+        self.history: list[ChatTurn] = [ChatTurn(role="assistant", content=self.greeting)]
+        self.expression = "neutral"
+
+    def _bounded_history(self) -> tuple[ChatTurn, ...]:
+        """The most recent turns that fit the character budget, oldest first."""
+        kept: list[ChatTurn] = []
+        used = 0
+        for turn in reversed(self.history):
+            used += len(turn.content)
+            if used > self.history_chars:
+                break
+            kept.append(turn)
+        return tuple(reversed(kept))
+
+    def respond(self, message: str) -> Iterator[ReplyEvent]:
+        message = message.strip()
+        if not message:
+            yield ReplyEvent(notice="Type a message first.")
+            return
+        if len(message) > MAX_MESSAGE_CHARS:
+            yield ReplyEvent(
+                notice=f"That message is {len(message)} characters long; the "
+                f"limit is {MAX_MESSAGE_CHARS}. Nothing was sent."
+            )
+            return
+        request = ReplyRequest(
+            system_prompt=self.system_prompt,
+            history=self._bounded_history(),
+            message=message,
+            char_name=self.card.name,
+            user_name=self.user_name,
+        )
+        action = expression = None
+        text = ""
+        backends = [self.backend] + ([self.fallback] if self.fallback else [])
+        for index, backend in enumerate(backends):
+            try:
+                for chunk in backend.stream_reply(request):
+                    event = ReplyEvent(
+                        action=chunk.action if action is None else None,
+                        expression=chunk.expression if expression is None else None,
+                        text=chunk.text,
+                        notice=chunk.notice,
+                    )
+                    action = action or chunk.action
+                    expression = expression or chunk.expression
+                    text += chunk.text
+                    if event.action or event.expression or event.text or event.notice:
+                        yield event
+                break
+            except Exception as error:  # any failure: answer offline, keep the session
+                is_last = index == len(backends) - 1
+                log.warning("backend %s failed: %s", backend.name, error)
+                reason = str(error) if isinstance(error, BackendError) else type(error).__name__
+                if is_last:
+                    yield ReplyEvent(notice=f"The {backend.name} backend failed ({reason}).")
+                    text = text or "*looks puzzled* Sorry, I lost my train of thought."
+                    break
+                yield ReplyEvent(
+                    notice=f"The {backend.name} backend failed ({reason}); answering offline.",
+                    text="" if not text else " ",
+                )
+                text += " " if text else ""
+        if expression is not None:
+            self.expression = expression
+        directive = Directive(
+            dialogue=text.strip(), action=action or "idle", expression=self.expression
+        )
+        self.history += [
+            ChatTurn(role="user", content=message),
+            ChatTurn(role="assistant", content=directive.dialogue),
+        ]
+        yield ReplyEvent(directive=directive)

@@ -1,0 +1,63 @@
+"""Accuracy and latency of the offline interpreter on a labelled message set.
+
+One function shared by the benchmark command (which prints the figures) and the tests (which
+fail when accuracy drops below the targets). A case is {"text", "action", "expression"}; a
+null label means "nothing asked for", which the interpreter must also respect.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from persona.interpreter import OfflineInterpreter
+
+CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "interpreter_cases.jsonl"
+
+
+def load_cases(path: Path = CASES) -> list[dict[str, str | None]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def evaluate(interpreter: OfflineInterpreter, cases: list[dict[str, str | None]]) -> dict:
+    actions = expressions = false_actions = false_expressions = 0
+    n_actions = n_expressions = n_no_action = n_no_expression = 0
+    latencies, mistakes = [], []
+    for case in cases:
+        start = time.perf_counter()
+        reading = interpreter.read(str(case["text"]))
+        latencies.append((time.perf_counter() - start) * 1000)
+        want_a, want_e = case["action"], case["expression"]
+        if want_a is None:
+            n_no_action += 1
+            false_actions += reading.action is not None
+        else:
+            n_actions += 1
+            actions += reading.action == want_a
+        if want_e is None:
+            n_no_expression += 1
+            false_expressions += reading.expression is not None
+        else:
+            n_expressions += 1
+            expressions += reading.expression == want_e
+        if (reading.action, reading.expression) != (want_a, want_e):
+            mistakes.append(
+                {
+                    "text": case["text"],
+                    "want": [want_a, want_e],
+                    "got": [reading.action, reading.expression],
+                }
+            )
+    ordered = sorted(latencies)
+    return {
+        "cases": len(cases),
+        "action_accuracy": round(actions / max(n_actions, 1), 4),
+        "expression_accuracy": round(expressions / max(n_expressions, 1), 4),
+        "false_action_rate": round(false_actions / max(n_no_action, 1), 4),
+        "false_expression_rate": round(false_expressions / max(n_no_expression, 1), 4),
+        "latency_ms_p50": round(statistics.median(latencies), 2),
+        "latency_ms_p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+        "mistakes": mistakes,
+    }
