@@ -1,0 +1,275 @@
+"""Persona: chat with a character who lives in a real-time video stream.
+
+Wiring only: the gradio page and its events, the FastRTC stream, `/health`, and the server.
+Session logic lives in `ui/session.py`; the conversation in `persona/`; video in `pipelines/`.
+
+    python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)
+
+Environment: PERSONA_PIPELINE (default pipeline), PERSONA_BACKEND (offline | openai | hf |
+transformers), PERSONA_MAX_STREAMS (concurrent streams, default 4), PERSONA_STREAM_SECONDS
+(length of one stream, default 600), HF_TOKEN (TURN relay credentials on a Space).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+from fastrtc import CloseStream, WebRTC
+
+from persona.backends import BACKENDS, DEFAULT_BACKEND
+from persona.cards import default_cards
+from persona.interpreter import shared_interpreter
+from pipelines.registry import default_pipeline_name, list_pipelines
+from ui.session import IDLE_STATUS, STREAM_SECONDS, Session, SessionError
+
+log = logging.getLogger("persona.app")
+HERE = Path(__file__).resolve().parent
+MAX_STREAMS = int(os.environ.get("PERSONA_MAX_STREAMS", "4"))
+EXAMPLES = [
+    "please wave",
+    "dance happily",
+    "sit down",
+    "look surprised",
+    "turn around",
+    "give me a thumbs up",
+    "my cat is sick today",
+    "tell me about yourself",
+]
+
+
+def _new_state() -> dict[str, str]:
+    return {"key": uuid.uuid4().hex}
+
+
+SESSIONS: dict[str, Session] = {}
+"""Live sessions by key. The gr.State holds only the key: gradio hands the stream generator a
+copy of the state, so the Session itself must live outside it."""
+
+
+def _session(state: dict) -> Session:
+    """The visitor's session, created on first use."""
+    key = state["key"]
+    if key not in SESSIONS:
+        SESSIONS[key] = Session(
+            default_pipeline_name(), os.environ.get("PERSONA_BACKEND", DEFAULT_BACKEND)
+        )
+    return SESSIONS[key]
+
+
+def _close(state: dict) -> None:
+    session = SESSIONS.pop(state.get("key", ""), None)
+    if session is not None:
+        session.stop()
+
+
+def _pipeline_choices() -> list[tuple[str, str]]:
+    return [
+        (s.name if s.available else f"{s.name} (unavailable: {s.reason})", s.name)
+        for s in list_pipelines()
+    ]
+
+
+def _rtc_configuration() -> dict | None:
+    """TURN relay credentials on a Space (HF_TOKEN); none locally."""
+    token = os.environ.get("HF_TOKEN")
+    try:
+        from fastrtc import get_cloudflare_turn_credentials
+
+        return get_cloudflare_turn_credentials(hf_token=token)
+    except Exception as error:
+        log.warning("no TURN credentials (%s); direct connections only", type(error).__name__)
+        return None
+
+
+# -- event handlers: each one line of glue to the session -------------------------------------
+
+
+def on_load():
+    """Runs before the session exists (gradio initialises State after page-load events)."""
+    cards = default_cards()
+    return (
+        [{"role": "assistant", "content": cards[0].greeting()}],
+        gr.update(choices=[c.name for c in cards], value=cards[0].name),
+        IDLE_STATUS,
+    )
+
+
+def on_tick(state: dict | object) -> str:
+    if not isinstance(state, dict):  # State not initialised yet for this visitor
+        return IDLE_STATUS
+    return _session(state).status()
+
+
+def stream_frames(state: dict | object):
+    if not isinstance(state, dict):
+        yield CloseStream("The page is still loading; press Start again.")
+        return
+    yield from _session(state).frames()
+
+
+def on_stop(state: dict) -> str:
+    session = _session(state)
+    session.stop()
+    return session.status()
+
+
+def on_message(message: str, history: list, state: dict):
+    for history, notice in _session(state).chat(message, history):
+        if notice:
+            gr.Warning(notice)
+        yield history, ""
+
+
+def on_character(name: str, state: dict):
+    session = _session(state)
+    try:
+        session.select_card(name)
+    except SessionError as error:
+        gr.Warning(str(error))
+    return session.greeting_history()
+
+
+def on_upload(path: str | None, state: dict):
+    session = _session(state)
+    if not path:
+        return gr.update(), gr.update(), None
+    try:
+        card = session.upload_card(Path(path).read_bytes())
+    except SessionError as error:
+        gr.Warning(str(error))
+        return gr.update(), gr.update(), None
+    gr.Info(f"Loaded {card.name}.")
+    return (
+        session.greeting_history(),
+        gr.update(choices=list(session.cards), value=card.name),
+        None,
+    )
+
+
+def on_pipeline(name: str, state: dict):
+    session = _session(state)
+    try:
+        session.select_pipeline(name)
+    except SessionError as error:
+        gr.Warning(str(error))
+    return gr.update(value=session.pipeline_name)
+
+
+def on_backend(name: str, state: dict):
+    session = _session(state)
+    try:
+        session.select_backend(name)
+    except SessionError as error:
+        gr.Warning(str(error))
+    return gr.update(value=session.backend_name)
+
+
+def build_page() -> gr.Blocks:
+    with gr.Blocks(
+        title="Persona", css_paths=[HERE / "ui" / "style.css"], theme=gr.themes.Soft()
+    ) as page:
+        state = gr.State(_new_state, delete_callback=_close)
+        gr.Markdown(
+            "# Persona\nChat with a character who lives in a live video stream. "
+            "Press **Start**, then ask them to wave, dance, sit down or look surprised.",
+            elem_id="persona-title",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                video = WebRTC(
+                    label="Live",
+                    modality="video",
+                    mode="receive",
+                    elem_id="persona-video",
+                    height=512,
+                )
+                with gr.Row():
+                    start = gr.Button("Start", variant="primary", elem_id="start-btn")
+                    stop = gr.Button("Stop", elem_id="stop-btn")
+                status = gr.Textbox(
+                    label="Now showing", interactive=False, elem_id="persona-status"
+                )
+            with gr.Column(scale=2):
+                chat = gr.Chatbot(type="messages", height=420, elem_id="chat", label="Chat")
+                message = gr.Textbox(
+                    placeholder="Say something, or ask me to wave…",
+                    show_label=False,
+                    elem_id="chat-input",
+                    submit_btn=True,
+                )
+                gr.Examples(EXAMPLES, inputs=message, label="Try")
+                with gr.Accordion("Character, pipeline and brain", open=False):
+                    character = gr.Dropdown(label="Character", elem_id="character-picker")
+                    upload = gr.File(
+                        label="Upload a character card (.json or .png)",
+                        file_types=[".json", ".png"],
+                        type="filepath",
+                        elem_id="card-upload",
+                    )
+                    pipeline = gr.Dropdown(
+                        _pipeline_choices(),
+                        value=default_pipeline_name(),
+                        label="Video pipeline",
+                        elem_id="pipeline-picker",
+                    )
+                    backend = gr.Dropdown(
+                        list(BACKENDS),
+                        value=os.environ.get("PERSONA_BACKEND", DEFAULT_BACKEND),
+                        label="Language backend",
+                        elem_id="backend-picker",
+                    )
+
+        page.load(on_load, None, [chat, character, status])
+        if os.environ.get("HF_TOKEN"):  # a dict set on load: a callable breaks receive mode
+            page.load(lambda: gr.update(rtc_configuration=_rtc_configuration()), None, [video])
+        video.stream(
+            stream_frames,
+            inputs=[state],
+            outputs=[video],
+            trigger=start.click,
+            concurrency_limit=MAX_STREAMS,
+            time_limit=STREAM_SECONDS + 30,
+        )
+        stop.click(on_stop, [state], [status])
+        message.submit(on_message, [message, chat, state], [chat, message])
+        character.input(on_character, [character, state], [chat])
+        upload.upload(on_upload, [upload, state], [chat, character, upload])
+        pipeline.input(on_pipeline, [pipeline, state], [pipeline])
+        backend.input(on_backend, [backend, state], [backend])
+        gr.Timer(0.25).tick(on_tick, [state], [status], show_progress="hidden")
+    return page
+
+
+def build_app() -> FastAPI:
+    server = FastAPI()
+
+    @server.get("/health")
+    def health() -> dict:
+        return {
+            "status": "ok",
+            "pipelines": [{"name": s.name, "available": s.available} for s in list_pipelines()],
+            "max_streams": MAX_STREAMS,
+            "sessions": len(SESSIONS),
+            "streaming": sum(s.streaming for s in SESSIONS.values()),
+        }
+
+    return gr.mount_gradio_app(server, build_page(), path="/")
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=shared_interpreter, name="load-interpreter", daemon=True).start()
+    uvicorn.run(
+        build_app(),
+        host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        log_level="warning",
+    )

@@ -1,0 +1,203 @@
+"""The per-session stream runner: steps a pipeline in a worker thread, hands out finished frames.
+
+The worker renders one chunk at a time, at most about one chunk ahead of the display, sampling
+the conditioning at each frame's *display* time just before rendering, so a change made now
+shows in the next chunk. The consumer (the FastRTC generator, on the event loop) never blocks:
+`next_frame(now)` returns the newest frame whose display time has come, or None (repeat the
+last one). A step that raises is logged and retried; the stream never dies silently. If nobody
+asks for frames for a while (page closed, connection dropped), the worker stops and frees the
+pipeline. Pacing is pure arithmetic on an injected clock, tested deterministically.
+
+Knows nothing about gradio, WebRTC or the persona layer: it takes a `conditioning_at(t)`
+callable and a `Pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.base import Pipeline
+from pipelines.conditioning import Character, Conditioning
+
+log = logging.getLogger(__name__)
+
+IDLE_CONSUMER_SECONDS = 10.0
+"""Stop the worker when no frame has been asked for this long (the viewer is gone)."""
+RETRY_SECONDS = 0.2
+FPS_WINDOW_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray
+    conditioning: Conditioning
+    display_at: float
+
+
+class FrameClock:
+    """When each frame is due: frame n is shown at anchor + n / fps.
+
+    If rendering falls behind real time, `catch_up` moves the anchor so the next frame is due
+    now instead of in the past (the stream slows down rather than fast-forwarding).
+    """
+
+    def __init__(self, fps: float, anchor: float) -> None:
+        self.fps = fps
+        self.anchor = anchor
+        self.next_index = 0
+
+    def display_time(self, index: int) -> float:
+        return self.anchor + index / self.fps
+
+    def catch_up(self, now: float) -> None:
+        if self.display_time(self.next_index) < now:
+            self.anchor = now - self.next_index / self.fps
+
+    def take(self, count: int) -> list[float]:
+        """Display times of the next `count` frames, which are now spoken for."""
+        times = [self.display_time(self.next_index + i) for i in range(count)]
+        self.next_index += count
+        return times
+
+
+def newest_due(queue: deque[Frame], now: float) -> Frame | None:
+    """Pop every frame whose display time has come; return the newest of them."""
+    due = None
+    while queue and queue[0].display_at <= now:
+        due = queue.popleft()
+    return due
+
+
+class FpsMeter:
+    """Frames handed out per second over a sliding window."""
+
+    def __init__(self, window: float = FPS_WINDOW_SECONDS) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def fps(self) -> float:
+        if len(self._times) < 2 or self._times[-1] == self._times[0]:
+            return 0.0
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+
+
+class StreamRunner:
+    """Drives one pipeline for one viewer. `start()`, then `next_frame()` at display rate."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        character: Character,
+        conditioning_at: Callable[[float], Conditioning],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        chunks_ahead: int = 1,
+    ) -> None:
+        self.pipeline = pipeline
+        self.character = character
+        self.conditioning_at = conditioning_at
+        self.clock = clock
+        self.spec = pipeline.spec
+        self.frame_clock = FrameClock(self.spec.fps, clock())
+        self.max_buffered = chunks_ahead * self.spec.chunk_frames
+        self.showing: Frame | None = None
+        self.error: str | None = None
+        self._queue: deque[Frame] = deque()
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        self._last_request = clock()
+        self._meter = FpsMeter()
+        self._thread = threading.Thread(target=self._work, name="stream-runner", daemon=True)
+
+    # -- consumer side (event loop) ------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def next_frame(self) -> Frame | None:
+        """The newest frame due now, or None when the last one should be repeated."""
+        now = self.clock()
+        with self._lock:
+            self._last_request = now
+            frame = newest_due(self._queue, now)
+            self._lock.notify_all()
+        if frame is not None:
+            self.showing = frame
+            self._meter.tick(now)
+        return frame
+
+    def next_render_time(self) -> float:
+        """Display time of the first frame not yet rendered: where a change lands."""
+        with self._lock:
+            return max(self.frame_clock.display_time(self.frame_clock.next_index), self.clock())
+
+    def fps(self) -> float:
+        return self._meter.fps()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    # -- worker side ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            self.pipeline.reset(self.character)
+            while not self._stop.is_set():
+                if not self._wait_for_room():
+                    break
+                self._render_chunk()
+        except Exception as error:  # reset failed: nothing to stream
+            self.error = f"{type(error).__name__}: {error}"
+            log.exception("stream runner failed to start")
+        finally:
+            self.pipeline.close()
+            self._stop.set()
+            log.info("stream runner for %s stopped", self.character.name)
+
+    def _wait_for_room(self) -> bool:
+        """Block until there is room for another chunk; False when it is time to stop."""
+        with self._lock:
+            while len(self._queue) >= self.max_buffered and not self._stop.is_set():
+                if self.clock() - self._last_request > IDLE_CONSUMER_SECONDS:
+                    log.info("no viewer for %.0f s; stopping", IDLE_CONSUMER_SECONDS)
+                    return False
+                self._lock.wait(timeout=0.5)
+            return not self._stop.is_set()
+
+    def _render_chunk(self) -> None:
+        with self._lock:
+            self.frame_clock.catch_up(self.clock())
+            times = self.frame_clock.take(self.spec.chunk_frames)
+        conditioning = [self.conditioning_at(t) for t in times]
+        try:
+            images = self.pipeline.step(conditioning)
+            self.error = None
+        except Exception as error:
+            self.error = f"{type(error).__name__}: {error}"
+            log.exception("pipeline step failed; retrying")
+            self._stop.wait(RETRY_SECONDS)
+            return
+        with self._lock:
+            self._queue.extend(
+                Frame(image, c, t) for image, c, t in zip(images, conditioning, times, strict=True)
+            )

@@ -1,0 +1,234 @@
+"""Drive the real app in headless Chromium: start it, open pages, watch the WebRTC video.
+
+Shared by the browser tests and `benchmarks/app_latency.py`. The page-side probe wraps
+`RTCPeerConnection` to see the connection state, samples every presented video frame with
+`requestVideoFrameCallback` into a 64x64 canvas, and timestamps (with `performance.now()`)
+when the status line first shows an expected text, so latencies are measured inside the page.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+CHANGE_THRESHOLD = 0.02
+"""Fraction of 64x64 probe pixels that must change (by > 40 levels) to count as a new pose."""
+
+PROBE = """
+(() => {
+  window.__pcs = [];
+  const Original = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Original(...args);
+    window.__pcs.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+  const probe = window.__probe = { frames: [], reference: null, watching: [] };
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 64;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  function gray() {
+    const d = ctx.getImageData(0, 0, 64, 64).data, g = new Uint8Array(4096);
+    for (let i = 0; i < 4096; i++) g[i] = (d[4*i] + d[4*i+1] + d[4*i+2]) / 3;
+    return g;
+  }
+  function onFrame(video) {
+    video.requestVideoFrameCallback((now) => {
+      ctx.drawImage(video, 0, 0, 64, 64);
+      const g = gray();
+      let changed = 0;
+      if (probe.reference) for (let i = 0; i < 4096; i++) changed += Math.abs(g[i] - probe.reference[i]) > 40;
+      probe.frames.push({ t: now, changed: changed / 4096, mean: g.reduce((a, b) => a + b, 0) / 4096 });
+      if (probe.frames.length > 3000) probe.frames.splice(0, 1000);
+      probe.last = g;
+      onFrame(video);
+    });
+  }
+  probe.markReference = () => { probe.reference = probe.last; return performance.now(); };
+  probe.watch = (text) => { const w = { text, t: null }; probe.watching.push(w); return probe.watching.length - 1; };
+  function poll() {
+    const status = document.querySelector('#persona-status textarea, #persona-status input');
+    for (const w of probe.watching) if (w.t === null && status && status.value.includes(w.text)) w.t = performance.now();
+    requestAnimationFrame(poll);
+  }
+  poll();
+  const attach = setInterval(() => {
+    const video = document.querySelector('#persona-video video');
+    if (video && !video.__probed) { video.__probed = true; onFrame(video); }
+  }, 50);
+})();
+"""
+
+
+def machine_address() -> str:
+    """The address WebRTC uses here (not loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks a route
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `python app.py` on this machine's address; yield (url, process)."""
+    host, port = machine_address(), free_port()
+    environment = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": host,
+        "GRADIO_SERVER_PORT": str(port),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **env,
+    }
+    log = tempfile.NamedTemporaryFile("w+", prefix="persona-app-", suffix=".log")
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    process.log_path = log.name  # type: ignore[attr-defined]
+    url = f"http://{host}:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"app did not start:\n{Path(log.name).read_text()}"
+                    ) from None
+                time.sleep(0.3)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class PersonaPage:
+    """One visitor's page."""
+
+    def __init__(self, browser: object, url: str) -> None:
+        self.page = browser.new_page()  # type: ignore[attr-defined]
+        self.page.add_init_script(PROBE)
+        self.page.goto(url)
+        self.page.wait_for_selector("#start-btn")
+        self.page.wait_for_function(  # the session exists once the status names the pipeline
+            "(() => { const s = document.querySelector('#persona-status textarea');"
+            " return s && s.value.includes(' on '); })()"
+        )
+
+    def start(self, timeout_s: float = 30) -> None:
+        self.page.click("#start-btn")
+        self.page.wait_for_function(
+            "window.__pcs.some(pc => pc.connectionState === 'connected')", timeout=timeout_s * 1000
+        )
+        self.page.wait_for_function(
+            "(() => { const v = document.querySelector('#persona-video video');"
+            " return v && !v.paused && v.readyState >= 2 && window.__probe.frames.length > 10; })()",
+            timeout=timeout_s * 1000,
+        )
+
+    def stop(self) -> None:
+        self.page.click("#stop-btn")
+
+    def connected(self) -> bool:
+        return self.page.evaluate("window.__pcs.some(pc => pc.connectionState === 'connected')")
+
+    def status(self) -> str:
+        return self.page.input_value("#persona-status textarea")
+
+    def fps(self, seconds: float = 3.0) -> float:
+        first = self.page.evaluate("window.__probe.frames.length")
+        self.page.wait_for_timeout(seconds * 1000)
+        frames = self.page.evaluate(
+            f"window.__probe.frames.slice(-Math.max(2, window.__probe.frames.length - {first}))"
+        )
+        if len(frames) < 2:
+            return 0.0
+        return (len(frames) - 1) / ((frames[-1]["t"] - frames[0]["t"]) / 1000)
+
+    def send(self, text: str, expect_status: str, timeout_s: float = 10) -> dict[str, float]:
+        """Type a message, press Enter; return ms from Enter to the status showing
+        `expect_status` and to the first video frame that differs from the one before Enter."""
+        watch = self.page.evaluate(f"window.__probe.watch({expect_status!r})")
+        self.page.fill("#chat-input textarea", text)
+        enter = self.page.evaluate("window.__probe.markReference()")
+        self.page.press("#chat-input textarea", "Enter")
+        self.page.wait_for_function(
+            f"window.__probe.watching[{watch}].t !== null", timeout=timeout_s * 1000
+        )
+        self.page.wait_for_function(
+            f"window.__probe.frames.some(f => f.t > {enter} && f.changed > {CHANGE_THRESHOLD})",
+            timeout=timeout_s * 1000,
+        )
+        status_t = self.page.evaluate(f"window.__probe.watching[{watch}].t")
+        changed_t = self.page.evaluate(
+            f"window.__probe.frames.find(f => f.t > {enter} && f.changed > {CHANGE_THRESHOLD}).t"
+        )
+        return {"status_ms": status_t - enter, "changed_frame_ms": changed_t - enter}
+
+    def idle_change(self, seconds: float = 1.5) -> float:
+        """The most the idle video changes from a reference frame over a while (the noise floor)."""
+        start = self.page.evaluate("window.__probe.markReference()")
+        self.page.wait_for_timeout(seconds * 1000)
+        return self.page.evaluate(
+            f"Math.max(0, ...window.__probe.frames.filter(f => f.t > {start}).map(f => f.changed))"
+        )
+
+    def chat_messages(self) -> list[str]:
+        return self.page.locator("#chat .message").all_inner_texts()
+
+    def close(self) -> None:
+        self.page.close()

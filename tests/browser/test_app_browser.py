@@ -1,0 +1,104 @@
+"""The real app in headless Chromium over a real WebRTC connection (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser.harness import PersonaPage, chromium, running_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    with running_app(PERSONA_MAX_STREAMS="10") as (url, _process):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: object, app_url: str) -> Iterator[PersonaPage]:
+    p = PersonaPage(browser, app_url)
+    yield p
+    p.close()
+
+
+def test_page_has_the_contract_elements_and_greeting(page: PersonaPage) -> None:
+    for element in (
+        "start-btn",
+        "stop-btn",
+        "persona-video",
+        "chat",
+        "chat-input",
+        "persona-status",
+    ):
+        assert page.page.locator(f"#{element}").count() == 1, element
+    page.page.wait_for_function("document.querySelectorAll('#chat .message').length > 0")
+    assert "Bram" in page.chat_messages()[0]
+    page.page.wait_for_function(
+        "document.querySelector('#persona-status textarea').value.includes('action:')"
+    )
+    status = page.status()
+    assert "action: idle" in status and "expression: neutral" in status and "fps" in status
+
+
+def test_stream_plays_and_acts_out_a_chat_message(page: PersonaPage) -> None:
+    page.start()
+    assert page.fps(3.0) >= 20
+    assert "fps" in page.status() and "live" in page.status()
+    timings = page.send("please wave", "action: wave")
+    assert timings["status_ms"] > 0 and timings["changed_frame_ms"] > 0
+    page.page.wait_for_function("document.querySelectorAll('#chat .message').length >= 3")
+    assert "wave" in page.chat_messages()[-1].lower()
+
+
+def test_two_pages_are_isolated(browser: object, app_url: str) -> None:
+    first, second = PersonaPage(browser, app_url), PersonaPage(browser, app_url)
+    try:
+        first.start()
+        second.start()
+        first.send("sit down", "action: sit_down")
+        second.page.wait_for_timeout(800)
+        assert "action: sit_down" not in second.status()
+        assert "action: idle" in second.status()
+        second.send("dance", "action: dance")
+        assert "action: dance" not in first.status()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_stop_then_start_again(page: PersonaPage) -> None:
+    page.start()
+    page.stop()
+    page.page.wait_for_function(
+        "!window.__pcs.some(pc => pc.connectionState === 'connected')", timeout=10_000
+    )
+    page.page.wait_for_function(
+        "document.querySelector('#persona-status textarea').value.startsWith('stopped')",
+        timeout=10_000,
+    )
+    page.start()
+    assert page.fps(2.0) >= 20
+
+
+def test_invalid_card_upload_shows_an_error_and_the_stream_continues(
+    page: PersonaPage, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    page.start()
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"spec": "chara_card_v2", "data": {"name": ""}}')
+    page.page.click("#persona-title")  # the accordion holds the upload: open it
+    page.page.get_by_text("Character, pipeline and brain").click()
+    page.page.set_input_files("#card-upload input[type=file]", str(bad))
+    page.page.wait_for_selector("text=Could not load that card", timeout=10_000)
+    assert page.connected()
+    assert page.fps(2.0) >= 20
+    assert "Bram" in page.status()

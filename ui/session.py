@@ -1,0 +1,233 @@
+"""One visitor's session: glues a Conversation and CharacterState to a StreamRunner.
+
+The only place that knows both layers (the app page wires gradio events to these methods).
+Frames: `frames()` is the FastRTC generator body; it never blocks the event loop (pipelines are
+built and stepped on worker threads) and ends with a friendly message on Stop or when the
+stream's time is up. Chat: `chat()` streams the reply into the history and applies the action
+and expression as soon as they are known, at the next chunk boundary. Character and pipeline
+switches restart the stream cleanly; bad uploads and unavailable pipelines raise `SessionError`
+with a message to show, and change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from fastrtc import CloseStream
+
+from persona.backends import make_backend
+from persona.backends.base import BackendError
+from persona.cards import Card, CardError, default_cards, load_card
+from persona.conversation import Conversation
+from persona.state import CharacterState
+from pipelines.registry import UnknownPipelineError, build_pipeline, get_entry
+from pipelines.stream import StreamRunner
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_SIZE = 512
+STREAM_SECONDS = float(os.environ.get("PERSONA_STREAM_SECONDS", "600"))
+"""How long one stream runs before it asks the visitor to press Start again."""
+IDLE_STATUS = "stopped · action: idle · expression: neutral · 0.0 fps"
+
+
+class SessionError(ValueError):
+    """Something the visitor asked for that cannot be done; the message says why."""
+
+
+def _placeholder(card: Card) -> np.ndarray:
+    """A plain frame in the character's background colour, shown while a pipeline loads."""
+    hex_color = card.appearance.background
+    rgb = [int(hex_color[i : i + 2], 16) for i in (1, 3, 5)]
+    return np.full((PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3), rgb[::-1], np.uint8)  # BGR
+
+
+class Session:
+    def __init__(
+        self,
+        pipeline_name: str,
+        backend_name: str,
+        *,
+        card: Card | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.cards = {c.name: c for c in default_cards()}
+        self.pipeline_name = pipeline_name
+        self.backend_name = backend_name
+        self.runner: StreamRunner | None = None
+        self.streaming = False
+        self._stop_requested = threading.Event()
+        self._runner_lock = threading.Lock()
+        self._set_card(card or next(iter(self.cards.values())))
+
+    # -- character, backend and pipeline ----------------------------------------------------
+
+    def _set_card(self, card: Card) -> None:
+        self.card = card
+        self.cards[card.name] = card
+        self.state = CharacterState(self.clock())
+        backend = make_backend(self.backend_name)
+        fallback = make_backend("offline") if self.backend_name != "offline" else None
+        self.conversation = Conversation(card, backend, fallback=fallback)
+
+    def select_card(self, name: str) -> None:
+        if name not in self.cards:
+            raise SessionError(f"unknown character {name!r}")
+        self._set_card(self.cards[name])
+        self._restart_runner()
+
+    def upload_card(self, blob: bytes) -> Card:
+        try:
+            card = load_card(blob)
+        except CardError as error:
+            raise SessionError(f"Could not load that card: {error}") from None
+        self._set_card(card)
+        self._restart_runner()
+        return card
+
+    def select_backend(self, name: str) -> None:
+        try:
+            make_backend(name)
+        except BackendError as error:
+            raise SessionError(str(error)) from None
+        self.backend_name = name
+        history = self.conversation.history
+        self._set_card(self.card)
+        self.conversation.history = history
+
+    def select_pipeline(self, name: str) -> None:
+        try:
+            available, reason = get_entry(name).availability()
+        except UnknownPipelineError as error:
+            raise SessionError(str(error)) from None
+        if not available:
+            raise SessionError(f"The {name} pipeline cannot run here: {reason}")
+        self.pipeline_name = name
+        self._restart_runner()
+
+    def greeting_history(self) -> list[dict[str, str]]:
+        return [{"role": "assistant", "content": self.conversation.greeting}]
+
+    # -- video ------------------------------------------------------------------------------
+
+    def _start_runner(self) -> None:
+        """Build the pipeline and start its runner, on a worker thread (building can be slow)."""
+        card, name = self.card, self.pipeline_name
+
+        def build() -> None:
+            try:
+                pipeline = build_pipeline(name)
+            except Exception as error:
+                log.warning("could not build pipeline %s: %s", name, error)
+                return
+            runner = StreamRunner(
+                pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
+            )
+            with self._runner_lock:
+                if self._stop_requested.is_set() or card is not self.card:
+                    pipeline.close()
+                    return
+                self.runner = runner
+                runner.start()
+
+        threading.Thread(target=build, name="pipeline-build", daemon=True).start()
+
+    def _stop_runner(self) -> None:
+        with self._runner_lock:
+            runner, self.runner = self.runner, None
+        if runner is not None:
+            runner.stop()
+
+    def _restart_runner(self) -> None:
+        if self.streaming:
+            self._stop_runner()
+            self._start_runner()
+
+    def stop(self) -> None:
+        """Stop button: the stream ends at its next frame and frees its pipeline."""
+        self._stop_requested.set()
+        self._stop_runner()
+
+    def frames(self) -> Iterator[np.ndarray | CloseStream]:
+        """The FastRTC generator body: BGR frames at the display's pace, never blocking."""
+        self._stop_runner()
+        self._stop_requested.clear()
+        self.streaming = True
+        self._start_runner()
+        deadline = self.clock() + STREAM_SECONDS
+        last = _placeholder(self.card)
+        try:
+            while True:
+                if self._stop_requested.is_set():
+                    yield CloseStream("Stream stopped. Press Start to watch again.")
+                    return
+                if self.clock() > deadline:
+                    minutes = STREAM_SECONDS / 60
+                    yield CloseStream(
+                        f"Time's up: streams last {minutes:g} minutes here. "
+                        "Press Start to continue."
+                    )
+                    return
+                runner = self.runner
+                frame = runner.next_frame() if runner is not None else None
+                if frame is not None:
+                    last = np.ascontiguousarray(frame.image[..., ::-1])
+                yield last
+        finally:
+            self.streaming = False
+            self._stop_runner()
+
+    def status(self) -> str:
+        """`action: NAME · expression: NAME · N fps` of what the video shows now."""
+        runner = self.runner
+        shown = runner.showing if runner is not None else None
+        if shown is not None:
+            action, expression = shown.conditioning.action, shown.conditioning.expression
+        else:
+            action, expression = self.state.current(self.clock())
+        fps = runner.fps() if runner is not None and self.streaming else 0.0
+        where = (
+            "live"
+            if self.streaming and shown is not None
+            else ("starting" if self.streaming else "stopped")
+        )
+        problem = (
+            f" · pipeline error: {runner.error}" if runner is not None and runner.error else ""
+        )
+        return (
+            f"{where} · action: {action} · expression: {expression} · {fps:.1f} fps · "
+            f"{self.card.name} on {self.pipeline_name}{problem}"
+        )
+
+    # -- chat -------------------------------------------------------------------------------
+
+    def chat(
+        self, message: str, history: list[dict[str, str]]
+    ) -> Iterator[tuple[list[dict[str, str]], str | None]]:
+        """Yield (history, notice) as the reply streams; the action lands at the next chunk."""
+        history = list(history)
+        pending: list[dict[str, str]] | None = None
+        for event in self.conversation.respond(message):
+            if pending is None and (
+                event.text or event.directive or event.action or event.expression
+            ):
+                pending = [
+                    {"role": "user", "content": message.strip()},
+                    {"role": "assistant", "content": ""},
+                ]
+                history += pending
+            at = self.runner.next_render_time() if self.runner is not None else self.clock()
+            if event.action:
+                self.state.apply_action(event.action, at)  # type: ignore[arg-type]
+            if event.expression:
+                self.state.apply_expression(event.expression, at)  # type: ignore[arg-type]
+            if event.text:
+                history[-1] = {"role": "assistant", "content": history[-1]["content"] + event.text}
+                self.state.speak(event.text, at)
+            yield history, event.notice
