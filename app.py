@@ -120,10 +120,10 @@ def on_stop(state: dict) -> str:
 
 
 def on_message(message: str, history: list, state: dict):
-    for history, notice in _session(state).chat(message, history):
+    for updated, notice in _session(state).chat(message, history):
         if notice:
             gr.Warning(notice)
-        yield history, ""
+        yield updated, ""
 
 
 def on_character(name: str, state: dict):

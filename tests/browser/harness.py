@@ -109,7 +109,7 @@ def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
         "GRADIO_ANALYTICS_ENABLED": "False",
         **env,
     }
-    log = tempfile.NamedTemporaryFile("w+", prefix="persona-app-", suffix=".log")
+    log = tempfile.NamedTemporaryFile("w+", prefix="persona-app-", suffix=".log")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=ROOT,

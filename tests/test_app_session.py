@@ -1,0 +1,81 @@
+"""The session controller and the app's HTTP surface, without a browser."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from fastrtc import CloseStream
+
+from pipelines.puppet import PuppetConfig
+from pipelines.registry import PipelineEntry, register
+from ui.session import Session, SessionError
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session("puppet", "offline")
+
+
+def test_chat_streams_a_reply_and_applies_the_action(session: Session) -> None:
+    history = session.greeting_history()
+    updates = list(session.chat("please wave", history))
+    final, _ = updates[-1]
+    assert final[-2] == {"role": "user", "content": "please wave"}
+    assert "wave" in final[-1]["content"].lower()
+    assert session.state.current(time.monotonic())[0] == "wave"
+
+
+def test_empty_message_gives_a_notice_and_keeps_history(session: Session) -> None:
+    history = session.greeting_history()
+    updates = list(session.chat("   ", history))
+    assert updates[-1][0] == history and updates[-1][1]
+
+
+def test_bad_upload_changes_nothing(session: Session) -> None:
+    before = session.card
+    with pytest.raises(SessionError, match="Could not load that card"):
+        session.upload_card(b"{not json")
+    assert session.card is before
+
+
+def test_unavailable_pipeline_is_refused_with_its_reason(session: Session) -> None:
+    register(
+        PipelineEntry(
+            name="_test_needs_gpu",
+            description="t",
+            target="x:Y",
+            config=PuppetConfig,
+            unavailable_reason=lambda: "needs a CUDA GPU",
+        )
+    )
+    with pytest.raises(SessionError, match="needs a CUDA GPU"):
+        session.select_pipeline("_test_needs_gpu")
+    assert session.pipeline_name == "puppet"
+
+
+def test_frames_stream_then_stop_frees_the_runner(session: Session) -> None:
+    frames = session.frames()
+    seen = []
+    deadline = time.monotonic() + 10
+    while len({f.tobytes() for f in seen}) < 3 and time.monotonic() < deadline:
+        seen.append(next(frames))
+        time.sleep(1 / 30)
+    assert all(isinstance(f, np.ndarray) and f.dtype == np.uint8 for f in seen)
+    assert "live" in session.status() and "fps" in session.status()
+    session.stop()
+    assert isinstance(next(frames), CloseStream)
+    with pytest.raises(StopIteration):
+        next(frames)
+    assert session.runner is None and not session.streaming
+
+
+def test_health_endpoint() -> None:
+    from app import build_app
+
+    client = TestClient(build_app())
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert {"name": "puppet", "available": True} in body["pipelines"]
