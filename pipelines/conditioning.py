@@ -80,7 +80,7 @@ ACTION_SECONDS: dict[str, float] = {
 }
 """How long a one-shot action takes, in seconds (holds have no end)."""
 
-BLEND_SECONDS = 0.25
+BLEND_SECONDS = 0.2
 """How long a change of action or expression cross-fades, so poses never pop."""
 
 Posture = Literal["standing", "sitting"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pipelines.conditioning import Conditioning
 
 TAU = 2.0 * math.pi
-ENVELOPE_EDGE = 0.18
+ENVELOPE_EDGE = 0.12
 """Fraction of a gesture spent easing in and easing out."""
 
 

@@ -1,0 +1,67 @@
+"""Drive the real page in headless Chromium and print JSON latency and speed figures.
+
+Browser fps, Enter -> status shows the new action, Enter -> first video frame that differs from
+the frame before Enter, server start-up time and RSS. Medians over several messages.
+
+    python benchmarks/app_latency.py [--trials 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.browser.harness import PersonaPage, chromium, running_app  # noqa: E402
+
+MESSAGES = [("please wave", "wave"), ("clap your hands", "clap"), ("jump", "jump"),
+            ("take a bow", "bow"), ("shrug", "shrug"), ("point over there", "point")]
+GESTURE_GAP_SECONDS = 2.5
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=8)
+    args = parser.parse_args()
+    started = time.monotonic()
+    with running_app() as (url, process), chromium() as browser:
+        startup_s = time.monotonic() - started
+        page = PersonaPage(browser, url)
+        click = time.monotonic()
+        page.start()
+        playing_s = time.monotonic() - click
+        fps = page.fps(5.0)
+        status_ms, changed_ms = [], []
+        for i in range(args.trials):
+            text, action = MESSAGES[i % len(MESSAGES)]
+            page.page.wait_for_timeout(GESTURE_GAP_SECONDS * 1000)
+            timings = page.send(text, f"action: {action}")
+            status_ms.append(timings["status_ms"])
+            changed_ms.append(timings["changed_frame_ms"])
+        result = {
+            "browser_fps": round(fps, 1),
+            "enter_to_status_ms_p50": round(statistics.median(status_ms), 1),
+            "enter_to_changed_frame_ms_p50": round(statistics.median(changed_ms), 1),
+            "enter_to_changed_frame_ms_max": round(max(changed_ms), 1),
+            "trials": args.trials,
+            "server_ready_s": round(startup_s, 2),
+            "click_to_playing_s": round(playing_s, 2),
+            "server_rss_mb": round(_rss_mb(process.pid), 1),
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
