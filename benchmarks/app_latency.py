@@ -17,10 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.browser.harness import PersonaPage, chromium, running_app  # noqa: E402
+from tests.browser.harness import PersonaPage, chromium, running_app
 
-MESSAGES = [("please wave", "wave"), ("clap your hands", "clap"), ("jump", "jump"),
-            ("take a bow", "bow"), ("shrug", "shrug"), ("point over there", "point")]
+MESSAGES = [
+    ("please wave", "wave"),
+    ("clap your hands", "clap"),
+    ("jump", "jump"),
+    ("take a bow", "bow"),
+    ("shrug", "shrug"),
+    ("point over there", "point"),
+]
 GESTURE_GAP_SECONDS = 2.5
 
 
