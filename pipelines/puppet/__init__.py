@@ -17,4 +17,4 @@ class PuppetConfig(BaseModel):
     width: int = Field(default=512, ge=32, le=2048)
     height: int = Field(default=512, ge=32, le=2048)
     fps: float = Field(default=30.0, gt=0, le=120)
-    chunk_frames: int = Field(default=3, ge=1, le=32)
+    chunk_frames: int = Field(default=1, ge=1, le=32)

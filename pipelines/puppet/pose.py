@@ -93,9 +93,15 @@ def _ease(w: float) -> float:
     return w * w * (3.0 - 2.0 * w)
 
 
+def _attack(w: float) -> float:
+    """Starts moving at once and settles gently (a reaction should be visible in a frame)."""
+    w = min(max(w, 0.0), 1.0)
+    return 1.0 - (1.0 - w) ** 2
+
+
 def envelope(progress: float) -> float:
-    """0 -> 1 -> 0 over a gesture: ease in, hold, ease out."""
-    return _ease(min(progress / ENVELOPE_EDGE, (1.0 - progress) / ENVELOPE_EDGE, 1.0))
+    """0 -> 1 -> 0 over a gesture: a quick attack, hold, then a gentle return."""
+    return min(_attack(progress / ENVELOPE_EDGE), _ease((1.0 - progress) / ENVELOPE_EDGE))
 
 
 # --- actions: (progress, elapsed) -> Pose -------------------------------------------------
@@ -386,7 +392,10 @@ def pose_for(c: Conditioning, *, seed: int = 0) -> Pose:
     previous = ACTION_POSES[c.previous_action](
         c.previous_action_progress, c.previous_action_elapsed
     )
-    body: Pose = _lerp_values(previous, current, _ease(c.action_blend))  # type: ignore[assignment]
+    # From idle a gesture's own envelope already starts at the rest pose, so no cross-fade is
+    # needed (and none would delay the first visible movement); interruptions cross-fade.
+    blend = 1.0 if c.previous_action == "idle" else _ease(c.action_blend)
+    body: Pose = _lerp_values(previous, current, blend)  # type: ignore[assignment]
 
     face: Face = _lerp_values(  # type: ignore[assignment]
         EXPRESSION_FACES[c.previous_expression],
