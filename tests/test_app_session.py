@@ -79,3 +79,40 @@ def test_health_endpoint() -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert {"name": "puppet", "available": True} in body["pipelines"]
+
+
+def _frames_until_live(session: Session, frames) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 10
+    while (
+        session.runner is None or session.runner.showing is None
+    ) and time.monotonic() < deadline:
+        next(frames)
+        time.sleep(1 / 30)
+
+
+def test_character_switch_restarts_the_stream_with_the_new_character(session: Session) -> None:
+    frames = session.frames()
+    _frames_until_live(session, frames)
+    old_runner = session.runner
+    session.select_card("Juno")
+    _frames_until_live(session, frames)
+    assert session.runner is not old_runner and not old_runner.running
+    assert session.runner.character.name == "Juno"
+    assert session.greeting_history()[0]["content"].startswith("And we have a caller")
+    session.stop()
+    next(frames)
+
+
+def test_stream_time_limit_ends_with_a_friendly_message(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ui.session.STREAM_SECONDS", 0.3)
+    frames = session.frames()
+    end = None
+    for item in frames:
+        if isinstance(item, CloseStream):
+            end = item
+            break
+        time.sleep(1 / 30)
+    assert end is not None and "Time's up" in end.msg and "Press Start" in end.msg
+    assert session.runner is None

@@ -165,9 +165,11 @@ class Session:
         try:
             while True:
                 if self._stop_requested.is_set():
+                    self._end_stream()
                     yield CloseStream("Stream stopped. Press Start to watch again.")
                     return
                 if self.clock() > deadline:
+                    self._end_stream()  # free the pipeline now: the caller may never resume us
                     minutes = STREAM_SECONDS / 60
                     yield CloseStream(
                         f"Time's up: streams last {minutes:g} minutes here. "
@@ -180,8 +182,11 @@ class Session:
                     last = np.ascontiguousarray(frame.image[..., ::-1])
                 yield last
         finally:
-            self.streaming = False
-            self._stop_runner()
+            self._end_stream()
+
+    def _end_stream(self) -> None:
+        self.streaming = False
+        self._stop_runner()
 
     def status(self) -> str:
         """`action: NAME · expression: NAME · N fps` of what the video shows now."""
