@@ -1,0 +1,107 @@
+"""A scriptable OpenAI-compatible chat server on 127.0.0.1, run in a thread by tests.
+
+Serves `/v1/models` and streaming `/v1/chat/completions` (SSE) with a reply the test scripts,
+or a failure mode: an HTTP status, a slow first piece, a stream cut mid-way, or refusing
+`response_format` with a 400. Records every request body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Script:
+    reply: str = '{"action": "wave", "expression": "happy", "dialogue": "Hello there!"}'
+    status: int = 200
+    delay_s: float = 0.0
+    cut_after: int | None = None
+    refuse_response_format: bool = False
+    piece: int = 4
+    requests: list[dict] = field(default_factory=list)
+
+
+class OpenAICompatibleServer:
+    def __init__(self) -> None:
+        self.script = Script()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        app = Starlette(
+            routes=[
+                Route("/v1/models", self._models),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> OpenAICompatibleServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+    async def _models(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": "tiny-test-model", "object": "model", "created": 0, "owned_by": "test"}
+                ],
+            }
+        )
+
+    async def _chat(self, request: Request):  # type: ignore[no-untyped-def]
+        body = await request.json()
+        script = self.script
+        script.requests.append(body)
+        if script.refuse_response_format and "response_format" in body:
+            return JSONResponse(
+                {"error": {"message": "response_format is not supported"}}, status_code=400
+            )
+        if script.status != 200:
+            return JSONResponse(
+                {"error": {"message": "scripted failure"}}, status_code=script.status
+            )
+
+        async def events():  # type: ignore[no-untyped-def]
+            await asyncio.sleep(script.delay_s)
+            pieces = [
+                script.reply[i : i + script.piece]
+                for i in range(0, len(script.reply), script.piece)
+            ]
+            for index, piece in enumerate(pieces):
+                if script.cut_after is not None and index >= script.cut_after:
+                    yield "data: {broken"  # the connection drops mid-event
+                    return
+                chunk = {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
