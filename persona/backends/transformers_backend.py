@@ -1,0 +1,118 @@
+"""The `transformers` backend: a local chat model (hub id or path), decoding constrained.
+
+`PERSONA_TRANSFORMERS_MODEL` names the model (default a small instruct model); it is loaded once,
+lazily, on the first reply (huggingface_hub shows download progress when online; offline, a clear
+`BackendError`). The Directive JSON is never free text: the action and the expression are each
+chosen among the vocabulary labels by the model's own likelihood of the label after the JSON
+prefix, and the dialogue is decoded greedily with every token that holds a quote, a backslash or
+a newline masked out, so the assembled object always parses. Knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from persona.backends.base import Backend, BackendError, ReplyChunk, ReplyRequest
+from persona.directive import ACTIONS, EXPRESSIONS
+
+DEFAULT_TRANSFORMERS_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
+MAX_DIALOGUE_TOKENS = 80
+_FORBIDDEN_IN_DIALOGUE = ('"', "\\", "\n", "\r")
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+
+    def __init__(self, *, model: str | None = None, max_new_tokens: int = MAX_DIALOGUE_TOKENS):
+        self.model_id = (
+            model or os.environ.get("PERSONA_TRANSFORMERS_MODEL") or (DEFAULT_TRANSFORMERS_MODEL)
+        )
+        self.max_new_tokens = max_new_tokens
+        self._loaded: tuple[Any, Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        """(tokenizer, model, mask of tokens banned in the dialogue), built once."""
+        if self._loaded is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.model_id)
+                model = AutoModelForCausalLM.from_pretrained(self.model_id).eval()
+            except (OSError, ValueError) as error:
+                raise BackendError(
+                    f"cannot load the local model {self.model_id!r} ({type(error).__name__}); "
+                    "download it once online or give a local path"
+                ) from None
+            vocab_size = model.get_output_embeddings().weight.shape[0]
+            banned = torch.zeros(vocab_size, dtype=torch.bool)
+            for token_id in range(min(vocab_size, len(tokenizer))):
+                piece = tokenizer.decode([token_id])
+                special = token_id in tokenizer.all_special_ids
+                if special and token_id != tokenizer.eos_token_id:
+                    banned[token_id] = True
+                if any(c in piece for c in _FORBIDDEN_IN_DIALOGUE):
+                    banned[token_id] = True
+            banned[len(tokenizer) :] = True
+            self._loaded = (tokenizer, model, banned)
+        return self._loaded
+
+    def _encode(self, text: str) -> Any:
+        tokenizer = self._load()[0]
+        return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0]
+
+    def _likeliest_label(self, prefix: str, labels: tuple[str, ...]) -> str:
+        """The label whose tokens (closing quote included) the model finds likeliest."""
+        import torch
+
+        model = self._load()[1]
+        prefix_ids = self._encode(prefix)
+        scores = []
+        with torch.no_grad():
+            for label in labels:
+                label_ids = self._encode(prefix + json.dumps(label))[len(prefix_ids) :]
+                ids = torch.cat([prefix_ids, label_ids])[None]
+                log_probs = model(ids).logits[0, len(prefix_ids) - 1 : -1].log_softmax(-1)
+                scores.append(log_probs.gather(1, label_ids[:, None]).mean().item())
+        return labels[max(range(len(labels)), key=scores.__getitem__)]
+
+    def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
+        import torch
+
+        tokenizer, model, banned = self._load()
+        messages = [{"role": "system", "content": request.system_prompt}]
+        messages += [{"role": t.role, "content": t.content} for t in request.history]
+        messages.append({"role": "user", "content": request.message})
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = prompt + '{"action": '
+        action = self._likeliest_label(text, ACTIONS)
+        yield ReplyChunk(action=action)
+        text += json.dumps(action) + ', "expression": '
+        expression = self._likeliest_label(text, EXPRESSIONS)
+        yield ReplyChunk(expression=expression)
+        text += json.dumps(expression) + ', "dialogue": "'
+        ids = self._encode(text)[None]
+        dialogue_ids: list[int] = []
+        dialogue = ""
+        past = None
+        with torch.no_grad():
+            for _ in range(self.max_new_tokens):
+                out = model(ids, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[0, -1].masked_fill(banned, float("-inf"))
+                if not dialogue_ids and tokenizer.eos_token_id is not None:
+                    logits[tokenizer.eos_token_id] = float("-inf")  # at least one word
+                next_id = int(logits.argmax())
+                if next_id == tokenizer.eos_token_id:
+                    break
+                dialogue_ids.append(next_id)
+                decoded = tokenizer.decode(dialogue_ids, skip_special_tokens=True)
+                if len(decoded) > len(dialogue) and not decoded.endswith("\ufffd"):
+                    yield ReplyChunk(text=decoded[len(dialogue) :])
+                    dialogue = decoded
+                ids = torch.tensor([[next_id]])
+        if not dialogue.strip():
+            raise BackendError("the local model gave an empty reply")
