@@ -35,6 +35,13 @@ class ReplyRequest(BaseModel):
     char_name: str
     user_name: str = "User"
 
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The request as OpenAI-style chat messages: system, history, then the new message."""
+        messages = [{"role": "system", "content": self.system_prompt}]
+        messages += [{"role": t.role, "content": t.content} for t in self.history]
+        messages.append({"role": "user", "content": self.message})
+        return messages
+
 
 class ReplyChunk(BaseModel):
     """A piece of a streamed reply. Fields left None/empty carry nothing new."""

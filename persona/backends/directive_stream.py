@@ -14,7 +14,7 @@ import difflib
 import json
 import re
 
-from persona.backends.base import ReplyChunk
+from persona.backends.base import BackendError, ReplyChunk
 from persona.directive import ACTIONS, EXPRESSIONS
 
 LABEL_CUTOFF = 0.75
@@ -124,4 +124,14 @@ class DirectiveStream:
         if self.expression is None:
             self.expression = "neutral"
             chunks.append(ReplyChunk(expression="neutral"))
+        return chunks
+
+    def end(self) -> list[ReplyChunk]:
+        """`finish()` for a language model's reply: raises BackendError when the model did not
+        answer with the Directive JSON or said nothing, so the conversation answers offline."""
+        if not self.found_json:
+            raise BackendError("the language model did not answer with the Directive JSON")
+        chunks = self.finish()
+        if not self.dialogue.strip():
+            raise BackendError("the language model gave an empty reply")
         return chunks

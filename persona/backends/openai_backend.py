@@ -70,9 +70,7 @@ class OpenAIBackend(Backend):
         return self.client.chat.completions.create(**options)
 
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
-        messages = [{"role": "system", "content": request.system_prompt}]
-        messages += [{"role": t.role, "content": t.content} for t in request.history]
-        messages.append({"role": "user", "content": request.message})
+        messages = request.chat_messages()
         parser = DirectiveStream()
         try:
             for event in self._open_stream(messages):
@@ -90,8 +88,4 @@ class OpenAIBackend(Backend):
             raise BackendError(
                 f"the language model stream broke ({type(error).__name__})"
             ) from None
-        if not parser.found_json:
-            raise BackendError("the language model did not answer with the Directive JSON")
-        yield from parser.finish()
-        if not parser.dialogue.strip():
-            raise BackendError("the language model gave an empty reply")
+        yield from parser.end()
