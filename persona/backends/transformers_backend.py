@@ -83,9 +83,7 @@ class TransformersBackend(Backend):
         import torch
 
         tokenizer, model, banned = self._load()
-        messages = [{"role": "system", "content": request.system_prompt}]
-        messages += [{"role": t.role, "content": t.content} for t in request.history]
-        messages.append({"role": "user", "content": request.message})
+        messages = request.chat_messages()
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         text = prompt + '{"action": '
         action = self._likeliest_label(text, ACTIONS)
