@@ -1,0 +1,56 @@
+"""Few-step sampling of one block against the cache: the loop every caller shares.
+
+The pipeline, the training rollouts and the quality command all generate through
+`generate_block`, so there is one sampler and it cannot drift between them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pipelines.tiny_ar.model import TinyARCache, TinyARTransformer
+
+SCHEDULE_SHIFT = 2.0
+"""Warp of the uniform noise-level grid towards the noisy end (as flow-matching video models
+do); tuned for 64x64 pixels, where fine detail appears late."""
+
+
+def sigmas_for(steps: int) -> list[float]:
+    """Noise levels of a `steps`-step sampler, from 1 (pure noise) down, excluding 0."""
+    levels = [1.0 - i / steps for i in range(steps)]
+    return [SCHEDULE_SHIFT * s / (1.0 + (SCHEDULE_SHIFT - 1.0) * s) for s in levels]
+
+
+@torch.no_grad()
+def generate_block(
+    model: TinyARTransformer,
+    cache: TinyARCache,
+    features: Tensor,
+    first_frame: int,
+    *,
+    steps: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Denoise one block (B, F, C, H, W) in [-1, 1] and write it into the cache.
+
+    1. start from noise; 2. at each level predict x0 and re-noise it to the next level with
+    fresh noise; 3. rerun the final x0 at level 0 to write the block into the KV cache.
+    """
+    b, f = features.shape[:2]
+    c, h, w = model.config.channels, model.config.height, model.config.width
+    shape = (b, f, c, h, w)
+    device = features.device
+
+    def noise() -> Tensor:
+        return torch.randn(shape, generator=generator, device=device)
+
+    sigmas = sigmas_for(steps)
+    x = noise()
+    for i, sigma in enumerate(sigmas):
+        level = torch.full((b, f), sigma, device=device)
+        x0 = model.denoise_block(x, level, features, cache, first_frame).clamp(-1.0, 1.0)
+        if i + 1 < len(sigmas):
+            x = (1.0 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise()
+    model.commit_block(x0, features, cache, first_frame)
+    return x0
