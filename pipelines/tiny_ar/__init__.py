@@ -22,7 +22,9 @@ class TinyARConfig(BaseModel):
         default=str(WEIGHTS_DIR),
         description="Directory with config.json and diffusion_pytorch_model.safetensors.",
     )
-    display_size: int = Field(default=256, ge=32, le=1024, description="Frames are upscaled to this.")
+    display_size: int = Field(
+        default=256, ge=32, le=1024, description="Frames are upscaled to this."
+    )
     fps: float = Field(default=12.0, gt=0, le=60)
     steps: int = Field(default=3, ge=1, le=8, description="Denoising steps per block.")
     seed: int = Field(default=0, ge=0)

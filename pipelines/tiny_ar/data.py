@@ -49,6 +49,7 @@ def _hex(h: float, s: float, v: float) -> str:
 
 def random_appearance(rng: random.Random) -> Appearance:
     """Any plausible card: skin from a wide tone range, clothes and hair in any colour."""
+
     def any_colour() -> str:
         return _hex(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.25, 0.95))
 
@@ -145,12 +146,9 @@ def render_clip(
     )
 
 
-def random_clips(
-    seed: int, *, frames: int, fps: float, size: tuple[int, int]
-) -> Iterator[Clip]:
+def random_clips(seed: int, *, frames: int, fps: float, size: tuple[int, int]) -> Iterator[Clip]:
     """An endless, reproducible stream of random clips."""
     rng = random.Random(seed)
     while True:
         conditioning, character = random_session(rng, frames=frames, fps=fps)
         yield render_clip(conditioning, character, size)
-

@@ -136,9 +136,13 @@ class TinyARBlock(nn.Module):
         if not need_output:
             return None, k, v
         q = _rotate(self.q_norm(q), *rotation)
-        keys, values = (k, v) if prefix is None else (
-            torch.cat([prefix[0], k], dim=2),
-            torch.cat([prefix[1], v], dim=2),
+        keys, values = (
+            (k, v)
+            if prefix is None
+            else (
+                torch.cat([prefix[0], k], dim=2),
+                torch.cat([prefix[1], v], dim=2),
+            )
         )
         attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         x = x + gate1 * self.proj(attn.transpose(1, 2).reshape(b, t, dim))
@@ -168,14 +172,18 @@ class TinyARTransformer(ModelMixin, ConfigMixin):
         if (dim // heads) < 4 * len(TIME_FREQUENCIES):
             raise ValueError(f"head size {dim // heads} leaves no room for the time channels")
         if height % patch_size or width % patch_size:
-            raise ValueError(f"{height}x{width} frames do not split into {patch_size}-pixel patches")
+            raise ValueError(
+                f"{height}x{width} frames do not split into {patch_size}-pixel patches"
+            )
         self.grid = (height // patch_size, width // patch_size)
         self.tokens_per_frame = self.grid[0] * self.grid[1]
         patch_values = patch_size * patch_size * channels
         self.patch_in = nn.Linear(patch_values, dim)
         self.position = nn.Parameter(torch.randn(self.tokens_per_frame, dim) * 0.02)
         self.sigma_embed = nn.Sequential(nn.Linear(256, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.feature_embed = nn.Sequential(nn.Linear(feature_size, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.feature_embed = nn.Sequential(
+            nn.Linear(feature_size, dim), nn.SiLU(), nn.Linear(dim, dim)
+        )
         self.reference_embed = nn.Parameter(torch.zeros(dim))
         self.modulation = nn.Linear(dim, 6 * dim)
         self.blocks = nn.ModuleList(TinyARBlock(dim, heads, mlp_ratio) for _ in range(depth))
@@ -213,7 +221,9 @@ class TinyARTransformer(ModelMixin, ConfigMixin):
         return x, cond
 
     def _token_index(self, frame_index: list[int]) -> Tensor:
-        return torch.tensor(frame_index, device=self.device).repeat_interleave(self.tokens_per_frame)
+        return torch.tensor(frame_index, device=self.device).repeat_interleave(
+            self.tokens_per_frame
+        )
 
     def _block_modulation(self, cond: Tensor) -> Tensor:
         """(B, F, dim) frame conditioning -> (B, F, 6, dim), shared by every block."""
@@ -311,7 +321,12 @@ class TinyARTransformer(ModelMixin, ConfigMixin):
         """
         length = context.shape[1]
         mask = self.clip_attention_mask(length).to(context.device)
-        xr, cr = self._embed(reference, torch.zeros_like(reference_features[..., 0]), reference_features, reference=True)
+        xr, cr = self._embed(
+            reference,
+            torch.zeros_like(reference_features[..., 0]),
+            reference_features,
+            reference=True,
+        )
         xc, cc = self._embed(context, context_sigma, context_features)
         xn, cn = self._embed(noisy, noisy_sigma, noisy_features)
         x = torch.cat([xr, xc, xn], dim=1)

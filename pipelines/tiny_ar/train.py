@@ -54,7 +54,9 @@ class TrainSettings(BaseModel):
     fps: float = Field(default=12.0, gt=0)
     context_noise: float = Field(default=0.05, ge=0, le=1)
     rollout_after: float = Field(
-        default=0.5, ge=0, le=1,
+        default=0.5,
+        ge=0,
+        le=1,
         description="Progress (the larger of steps/`steps` and time/`minutes`) before rollouts.",
     )
     rollout_share: float = Field(default=0.3, ge=0, le=1, description="Share of later batches.")
@@ -151,8 +153,12 @@ def train(
     def save() -> None:
         copy.deepcopy(ema).half().save_pretrained(out)  # float16 on disk keeps it a few MB
         torch.save(
-            {"model": model.state_dict(), "ema": ema.state_dict(),
-             "optimizer": optimizer.state_dict(), "step": step},
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+            },
             checkpoint,
         )
         log.info("saved step %d to %s", step, out)
@@ -169,7 +175,9 @@ def train(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     started, losses, last_log = time.monotonic(), [], time.monotonic()
     for reference, reference_features, frames, features in loader:
-        progress = max(step / settings.steps, (time.monotonic() - started) / (60 * settings.minutes))
+        progress = max(
+            step / settings.steps, (time.monotonic() - started) / (60 * settings.minutes)
+        )
         if progress >= 1.0:
             break
         reference, frames = to_unit(reference, device), to_unit(frames, device)
@@ -193,8 +201,16 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         with autocast:
-            x0 = model(reference, reference_features, context, context_sigma, features,
-                       noisy, sigma, features)
+            x0 = model(
+                reference,
+                reference_features,
+                context,
+                context_sigma,
+                features,
+                noisy,
+                sigma,
+                features,
+            )
         loss = F.mse_loss(x0.float(), frames)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,8 +223,13 @@ def train(
         losses.append(loss.item())
         if step % settings.log_every == 0:
             now = time.monotonic()
-            log.info("step %d loss %.5f lr %.2e %.2f steps/s", step, sum(losses) / len(losses),
-                     lr, settings.log_every / (now - last_log))
+            log.info(
+                "step %d loss %.5f lr %.2e %.2f steps/s",
+                step,
+                sum(losses) / len(losses),
+                lr,
+                settings.log_every / (now - last_log),
+            )
             losses, last_log = [], now
         if step % settings.save_every == 0:
             save()
@@ -219,8 +240,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Weights and checkpoint dir.")
     parser.add_argument("--settings", type=Path, help="JSON TrainSettings (default: built-in).")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="Override one setting, e.g. --set steps=500 --set batch=8.")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="Override one setting, e.g. --set steps=500 --set batch=8.",
+    )
     parser.add_argument("--init", type=Path, help="Fine-tune from these weights (a save dir).")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
