@@ -121,8 +121,7 @@ class WanKVCache:
             return None
         if len(positions) == len(self.frames):
             return held
-        index = self._token_index(positions, held.key.device)
-        return KeyValue(held.key.index_select(2, index), held.value.index_select(2, index))
+        return self._gather(held, positions)
 
     def stage(self, layer: int, kv: KeyValue) -> None:
         """Hand over a block's keys/values for `layer`; they join the cache on `commit`."""
@@ -184,21 +183,32 @@ class WanKVCache:
             return
         self.frames = [self.frames[i] for i in positions]
         for layer, held in enumerate(self._self):
-            if held is None:
-                continue
-            if not positions:
-                self._self[layer] = None
-                continue
-            index = self._token_index(positions, held.key.device)
-            self._self[layer] = KeyValue(
-                held.key.index_select(2, index).contiguous(),
-                held.value.index_select(2, index).contiguous(),
-            )
+            if held is not None:
+                kept = self._gather(held, positions) if positions else None
+                self._self[layer] = (
+                    KeyValue(kept.key.contiguous(), kept.value.contiguous()) if kept else None
+                )
 
-    def _token_index(self, positions: list[int], device: torch.device) -> torch.Tensor:
+    def _gather(self, held: KeyValue, positions: list[int]) -> KeyValue:
+        """The tokens of the frames at `positions`, by slicing runs of consecutive frames.
+
+        Held frames are the sink plus one recent run, so this is one slice (a view) or the
+        concatenation of two: no index tensors, no host-to-device copies.
+        """
         import torch
 
         size = self.tokens_per_frame
         assert size is not None
-        starts = torch.tensor(positions, device=device) * size
-        return (starts[:, None] + torch.arange(size, device=device)[None, :]).flatten()
+        runs: list[tuple[int, int]] = []
+        for position in positions:
+            if runs and runs[-1][1] == position * size:
+                runs[-1] = (runs[-1][0], (position + 1) * size)
+            else:
+                runs.append((position * size, (position + 1) * size))
+        if len(runs) == 1:
+            ((a, b),) = runs
+            return KeyValue(held.key[:, :, a:b], held.value[:, :, a:b])
+        return KeyValue(
+            torch.cat([held.key[:, :, a:b] for a, b in runs], dim=2),
+            torch.cat([held.value[:, :, a:b] for a, b in runs], dim=2),
+        )

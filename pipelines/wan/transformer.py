@@ -28,6 +28,8 @@ from pipelines.wan.cache import WanKVCache
 from pipelines.wan.layers import ConditionEmbedder, FP32LayerNorm, WanBlock, per_frame
 
 ROPE_THETA = 10000.0
+ROPE_TABLES_KEPT = 8
+"""Memoized RoPE tables (one per block position and frame size in use)."""
 
 
 class CausalWanTransformer(ModelMixin, ConfigMixin):
@@ -249,36 +251,43 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
     def _rope(
         self, start_frame: int, grid: tuple[int, int, int], device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin (tokens, head_dim / 2) for frames at absolute positions from start_frame.
+        return rope_table(self.config.attention_head_dim, start_frame, grid, device)
 
-        Wan splits each head's rotary pairs into temporal / height / width groups (diffusers'
-        `WanRotaryPosEmbed`: h = w = 2 * (d // 6) channels, the rest temporal). Angles are
-        computed in float64 from the position, so frame indices past `rope_max_seq_len` keep
-        working (the published models were trained on far fewer frames: quality there is
-        the schedule's and the window's business, not this function's).
-        """
-        head_dim = self.config.attention_head_dim
-        h_dim = w_dim = 2 * (head_dim // 6)
-        t_dim = head_dim - h_dim - w_dim
-        frames, height, width = grid
-        axes = []
-        for dim, positions in (
-            (t_dim, torch.arange(start_frame, start_frame + frames)),
-            (h_dim, torch.arange(height)),
-            (w_dim, torch.arange(width)),
-        ):
-            inv = 1.0 / ROPE_THETA ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-            axes.append(torch.outer(positions.to(torch.float64), inv))
-        t, h, w = axes
-        angles = torch.cat(
-            [
-                t[:, None, None, :].expand(frames, height, width, -1),
-                h[None, :, None, :].expand(frames, height, width, -1),
-                w[None, None, :, :].expand(frames, height, width, -1),
-            ],
-            dim=-1,
-        ).reshape(frames * height * width, -1)
-        return angles.cos().float().to(device), angles.sin().float().to(device)
+
+@functools.lru_cache(maxsize=ROPE_TABLES_KEPT)
+def rope_table(
+    head_dim: int, start_frame: int, grid: tuple[int, int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin (tokens, head_dim / 2) for frames at absolute positions from start_frame.
+
+    Wan splits each head's rotary pairs into temporal / height / width groups (diffusers'
+    `WanRotaryPosEmbed`: h = w = 2 * (d // 6) channels, the rest temporal). Angles are
+    computed in float64 from the position, so frame indices past `rope_max_seq_len` keep
+    working (the published models were trained on far fewer frames: quality there is the
+    window's business, not this function's). Memoized: every denoising pass of a block and
+    every layer uses the same table. Callers must not modify the returned tensors.
+    """
+    h_dim = w_dim = 2 * (head_dim // 6)
+    t_dim = head_dim - h_dim - w_dim
+    frames, height, width = grid
+    axes = []
+    for dim, positions in (
+        (t_dim, torch.arange(start_frame, start_frame + frames)),
+        (h_dim, torch.arange(height)),
+        (w_dim, torch.arange(width)),
+    ):
+        inv = 1.0 / ROPE_THETA ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+        axes.append(torch.outer(positions.to(torch.float64), inv))
+    t, h, w = axes
+    angles = torch.cat(
+        [
+            t[:, None, None, :].expand(frames, height, width, -1),
+            h[None, :, None, :].expand(frames, height, width, -1),
+            w[None, None, :, :].expand(frames, height, width, -1),
+        ],
+        dim=-1,
+    ).reshape(frames * height * width, -1)
+    return angles.cos().float().to(device), angles.sin().float().to(device)
 
 
 def _frame_timesteps(
