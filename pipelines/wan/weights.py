@@ -19,7 +19,9 @@ Sources of the original names (read, not copied):
 - LongLive `utils/lora_utils.py` (NVlabs/LongLive): `peft.LoraConfig(r=rank, lora_alpha=alpha or
   rank, target_modules=<every nn.Linear inside CausalWanAttentionBlock>)`, applied with
   `peft.get_peft_model` to the `CausalWanModel`; `single_prompt_inference.py` reads
-  `checkpoint["generator_lora"]`.
+  `checkpoint["generator_lora"]`; `configs/longlive_inference.yaml`: `adapter: {rank: 256,
+  alpha: 256}` (scale 1, this module's default), `use_ema: false`, `local_attn_size: 12`,
+  `sink_size: 3` (= `sink_frames=3, window_frames=9` in `cache.py`).
 - diffusers `loaders/single_file_utils.py` `convert_wan_transformer_to_diffusers` agrees
   (including the norm2/norm3 swap).
 
