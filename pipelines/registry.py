@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipelines.base import Pipeline
 from pipelines.puppet import PuppetConfig
+from pipelines.tiny_ar import TinyARConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,5 +123,23 @@ register(
         description="Procedural 2D character drawn with skia; real time on one CPU core.",
         target="pipelines.puppet.pipeline:PuppetPipeline",
         config=PuppetConfig,
+    )
+)
+
+
+def _tiny_ar_unavailable() -> str | None:
+    weights = TinyARConfig().weights
+    if not os.path.exists(os.path.join(weights, "diffusion_pytorch_model.safetensors")):
+        return f"its weights are missing from {weights} (retrain: pipelines/tiny_ar/train.py)"
+    return None
+
+
+register(
+    PipelineEntry(
+        name="tiny_ar",
+        description="Autoregressive video diffusion model trained on the puppet; real time on 2 CPU cores.",
+        target="pipelines.tiny_ar.pipeline:TinyARPipeline",
+        config=TinyARConfig,
+        unavailable_reason=_tiny_ar_unavailable,
     )
 )

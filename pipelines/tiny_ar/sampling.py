@@ -31,11 +31,13 @@ def generate_block(
     *,
     steps: int,
     generator: torch.Generator | None = None,
+    commit: bool = True,
 ) -> Tensor:
     """Denoise one block (B, F, C, H, W) in [-1, 1] and write it into the cache.
 
     1. start from noise; 2. at each level predict x0 and re-noise it to the next level with
-    fresh noise; 3. rerun the final x0 at level 0 to write the block into the KV cache.
+    fresh noise; 3. rerun the final x0 at level 0 to write the block into the KV cache (skipped
+    with commit=False, for callers that cache something else, such as the true frames).
     """
     b, f = features.shape[:2]
     c, h, w = model.config.channels, model.config.height, model.config.width
@@ -52,5 +54,6 @@ def generate_block(
         x0 = model.denoise_block(x, level, features, cache, first_frame).clamp(-1.0, 1.0)
         if i + 1 < len(sigmas):
             x = (1.0 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise()
-    model.commit_block(x0, features, cache, first_frame)
+    if commit:
+        model.commit_block(x0, features, cache, first_frame)
     return x0

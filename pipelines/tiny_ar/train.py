@@ -60,6 +60,9 @@ class TrainSettings(BaseModel):
         description="Progress (the larger of steps/`steps` and time/`minutes`) before rollouts.",
     )
     rollout_share: float = Field(default=0.3, ge=0, le=1, description="Share of later batches.")
+    detail_weight: float = Field(
+        default=0.0, ge=0, description="Extra loss weight on fine detail (eyes, mouth, edges)."
+    )
     seed: int = 0
     workers: int = Field(default=2, ge=0)
     save_every: int = Field(default=1000, ge=1)
@@ -107,6 +110,17 @@ def block_sigmas(batch: int, frames: int, block: int, rng: random.Random) -> tor
             levels.append(sigmas_for(1_000)[rng.randrange(1_000)])
     sig = torch.tensor(levels).view(batch, blocks).repeat_interleave(block, dim=1)
     return sig[:, :frames]
+
+
+def detail_weights(frames: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-pixel loss weights, 1 + strength * local contrast (normalised to mean 1): a face
+    is a few pixels at this size, and plain MSE would let it blur into the skin."""
+    if strength == 0:
+        return torch.ones_like(frames[:, :, :1])
+    flat = frames.flatten(0, 1)
+    contrast = (flat - F.avg_pool2d(flat, 3, 1, 1, count_include_pad=False)).abs().mean(1, True)
+    contrast = contrast / contrast.mean((2, 3), keepdim=True).clamp_min(1e-6)
+    return (1 + strength * contrast).unflatten(0, frames.shape[:2]) / (1 + strength)
 
 
 @torch.no_grad()
@@ -211,7 +225,7 @@ def train(
                 sigma,
                 features,
             )
-        loss = F.mse_loss(x0.float(), frames)
+        loss = (detail_weights(frames, settings.detail_weight) * (x0.float() - frames) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,260 @@
+"""How well `tiny_ar` renders the persona, measured against its puppet teacher (JSON).
+
+python benchmarks/tiny_ar_quality.py [--clips 48] [--minutes 10] [--steps 3]
+
+- fidelity: PSNR and SSIM of the next block when the cache holds the puppet's true frames
+  (teacher-forced), and of free-running 4-second streams.
+- responsiveness: for each action and each expression, a stream idles, receives the directive,
+  and every generated frame is classified by nearest neighbour among puppet renders of the same
+  moment under every label (a classifier built from puppet frames, no training needed);
+  reported as accuracy at the middle of the action and blocks until first recognised.
+- identity: one long stream with a random directive every ~3 s; PSNR and SSIM against the
+  puppet's render of the same conditioning, and mean colour drift, around 1, 5 and 10 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.conditioning import ACTION_SECONDS, ACTIONS, EXPRESSIONS, Timeline
+from pipelines.puppet.draw import Painter
+from pipelines.puppet.pose import pose_for
+from pipelines.tiny_ar import TinyARConfig
+from pipelines.tiny_ar.data import (
+    random_clips,
+    random_session,
+    reference_conditioning,
+    render_clip,
+    render_reference,
+)
+from pipelines.tiny_ar.features import features_for
+from pipelines.tiny_ar.model import TinyARTransformer
+from pipelines.tiny_ar.pipeline import to_unit
+from pipelines.tiny_ar.sampling import generate_block
+
+REACTION_BLOCKS = 8
+"""Blocks generated after a directive when testing responsiveness."""
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frames in [-1, 1]."""
+    mse = F.mse_loss(a, b).item() / 4.0
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean SSIM with an 11-pixel Gaussian window, frames (N, 3, H, W) in [-1, 1]."""
+    a, b = (a.reshape(-1, *a.shape[-3:]) + 1) / 2, (b.reshape(-1, *b.shape[-3:]) + 1) / 2
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    w = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, 11, 11)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, w, groups=3)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return s.mean().item()
+
+
+class Harness:
+    def __init__(self, model: TinyARTransformer, steps: int) -> None:
+        self.model, self.steps = model, steps
+        self.block = model.config.block_frames
+        self.size = (model.config.height, model.config.width)
+
+    def stream(self, clip, seed: int = 0, *, teacher_forced: bool = False) -> torch.Tensor:
+        """Generated frames of a clip; teacher-forced: each block against the true history."""
+        g = torch.Generator().manual_seed(seed)
+        features = torch.from_numpy(clip.features)[None]
+        truth = to_unit(clip.frames)[None]
+        cache = self.model.start_stream(
+            to_unit(clip.reference)[None], torch.from_numpy(clip.reference_features)[None]
+        )
+        out = []
+        for s in range(0, features.shape[1], self.block):
+            f = features[:, s : s + self.block]
+            x0 = generate_block(
+                self.model, cache, f, s, steps=self.steps, generator=g, commit=not teacher_forced
+            )
+            if teacher_forced:
+                self.model.commit_block(truth[:, s : s + self.block], f, cache, s)
+            out.append(x0)
+        return torch.cat(out, 1)[0]
+
+
+def fidelity(h: Harness, clips: int) -> dict[str, float]:
+    source = random_clips(12345, frames=48, fps=12.0, size=h.size)
+    tf_psnr, tf_ssim, free_psnr, free_ssim = [], [], [], []
+    for i in range(clips):
+        clip = next(source)
+        truth = to_unit(clip.frames)
+        tf = h.stream(clip, i, teacher_forced=True)
+        free = h.stream(clip, i)
+        tf_psnr.append(psnr(tf[h.block :], truth[h.block :]))
+        tf_ssim.append(ssim(tf[h.block :], truth[h.block :]))
+        free_psnr.append(psnr(free, truth))
+        free_ssim.append(ssim(free, truth))
+    return {
+        "teacher_forced_psnr": round(statistics.median(tf_psnr), 2),
+        "teacher_forced_ssim": round(statistics.median(tf_ssim), 3),
+        "free_running_4s_psnr": round(statistics.median(free_psnr), 2),
+        "free_running_4s_ssim": round(statistics.median(free_ssim), 3),
+    }
+
+
+def _directive_stream(kind: str, label: str, seed: int, fps: float, blocks_before: int):
+    """Conditioning of an idle stream that receives one directive at a block boundary, the
+    frame index of the directive, and the same stream under every candidate label."""
+    rng = random.Random(seed)
+    _, character = random_session(rng, frames=1, fps=fps)
+    frames = (blocks_before + REACTION_BLOCKS) * 2
+    at = blocks_before * 2
+
+    def conditioning(chosen: str):
+        timeline, out = Timeline(), []
+        for i in range(frames):
+            t = i / fps
+            if i == at:
+                if kind == "action":
+                    timeline.set_action(chosen, t)  # type: ignore[arg-type]
+                else:
+                    timeline.set_expression(chosen, t)  # type: ignore[arg-type]
+            out.append(timeline.sample(t))
+        return out
+
+    labels = ACTIONS if kind == "action" else EXPRESSIONS
+    return character, at, conditioning(label), {c: conditioning(c) for c in labels}
+
+
+def _nearest_label(generated: torch.Tensor, renders: dict[str, torch.Tensor], i: int) -> str:
+    """The label whose puppet render of frame i is closest to the generated frame i."""
+    return min(renders, key=lambda label: F.mse_loss(generated[i], renders[label][i]).item())
+
+
+def responsiveness(h: Harness, fps: float) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for kind, labels in (("action", ACTIONS), ("expression", EXPRESSIONS)):
+        hits, first_blocks, per_label = 0, [], {}
+        for n, label in enumerate(labels):
+            character, at, cond, candidates = _directive_stream(kind, label, n, fps, 4)
+            clip = render_clip(cond, character, h.size)
+            generated = h.stream(clip, n)
+            renders = {c: render_clip(cs, character, h.size).frames for c, cs in candidates.items()}
+            renders = {c: to_unit(frames) for c, frames in renders.items()}
+            seconds = ACTION_SECONDS.get(label, 1.0) if kind == "action" else 1.0
+            middle = min(at + int(seconds * fps / 2), len(cond) - 1)
+            guess = partial(_nearest_label, generated, renders)
+            ok = guess(middle) == label
+            hits += ok
+            recognised = next((i for i in range(at, len(cond)) if guess(i) == label), None)
+            first = None if recognised is None else (recognised - at) // h.block
+            if first is not None:
+                first_blocks.append(first)
+            per_label[label] = {"mid_correct": ok, "first_block": first}
+        result[f"{kind}_accuracy"] = round(hits / len(labels), 3)
+        result[f"{kind}_first_block_median"] = (
+            statistics.median(first_blocks) if first_blocks else None
+        )
+        result[f"{kind}_labels"] = per_label
+    return result
+
+
+def identity(h: Harness, minutes: float, fps: float) -> dict[str, object]:
+    rng = random.Random(7)
+    _, character = random_session(rng, frames=1, fps=fps)
+    painter = Painter(character.appearance, h.size[1], h.size[0])
+    reference = to_unit(render_reference(character, h.size))
+    cache = h.model.start_stream(
+        reference[None], torch.from_numpy(features_for([reference_conditioning()]))[None]
+    )
+    g = torch.Generator().manual_seed(0)
+    timeline = Timeline()
+    next_change = 1.0
+    checkpoints = [m for m in (1, 5, 10) if m <= minutes]
+    window = int(5 * fps)  # 5 s of frames compared at each checkpoint
+    total = int(minutes * 60 * fps)
+    marks = {int(m * 60 * fps): m for m in checkpoints}
+    report: dict[str, object] = {}
+    collecting: list[tuple[torch.Tensor, torch.Tensor]] = []
+    collecting_for = None
+    started = time.perf_counter()
+    for s in range(0, total, h.block):
+        conds = []
+        for i in range(s, s + h.block):
+            t = i / fps
+            if t >= next_change:
+                if rng.random() < 0.6:
+                    timeline.set_action(rng.choice(ACTIONS), t)  # type: ignore[arg-type]
+                else:
+                    timeline.set_expression(rng.choice(EXPRESSIONS), t)  # type: ignore[arg-type]
+                next_change = t + rng.uniform(2.0, 4.0)
+            conds.append(timeline.sample(t))
+        x0 = generate_block(
+            h.model,
+            cache,
+            torch.from_numpy(features_for(conds))[None],
+            s,
+            steps=h.steps,
+            generator=g,
+        )[0]
+        for m_frame, m in marks.items():
+            if m_frame - window <= s < m_frame:
+                collecting_for = m
+        if collecting_for is not None:
+            truth = to_unit(
+                np.stack([painter.render(pose_for(c, seed=character.seed)) for c in conds])
+            )
+            collecting.append((x0, truth))
+            if s + h.block >= int(collecting_for * 60 * fps):
+                gen = torch.cat([a for a, _ in collecting])
+                tru = torch.cat([b for _, b in collecting])
+                report[f"{collecting_for}min"] = {
+                    "psnr": round(psnr(gen, tru), 2),
+                    "ssim": round(ssim(gen, tru), 3),
+                    "colour_drift": round(
+                        (gen.mean((0, 2, 3)) - tru.mean((0, 2, 3))).abs().max().item() * 127.5, 2
+                    ),
+                }
+                collecting, collecting_for = [], None
+    report["stream_fps"] = round(total / (time.perf_counter() - started), 1)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=TinyARConfig().weights)
+    parser.add_argument("--steps", type=int, default=TinyARConfig().steps)
+    parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=12.0)
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    model = TinyARTransformer.from_pretrained(args.weights, torch_dtype=torch.float32).eval()
+    h = Harness(model, args.steps)
+    with torch.inference_mode():
+        result = {"steps": args.steps, "fidelity": fidelity(h, args.clips)}
+        result["responsiveness"] = responsiveness(h, args.fps)
+        result["identity"] = identity(h, args.minutes, args.fps)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

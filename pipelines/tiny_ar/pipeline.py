@@ -1,0 +1,98 @@
+"""The `tiny_ar` Pipeline: the trained model streamed block by block behind the Pipeline API.
+
+1. `reset` renders the character's reference frame (the puppet's idle pose in the card's
+   colours) and writes it into a fresh KV cache as the identity sink.
+2. each `step` turns its conditioning into feature vectors, denoises one block of frames in a
+   few steps against the cache, writes it back (the t=0 pass), and upscales for display.
+Deterministic for a config seed and character seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipelines.base import Pipeline, PipelineSpec
+from pipelines.conditioning import Character, Conditioning
+from pipelines.tiny_ar import TinyARConfig
+from pipelines.tiny_ar.data import reference_conditioning, render_reference
+from pipelines.tiny_ar.features import features_for
+from pipelines.tiny_ar.model import TinyARCache, TinyARTransformer
+from pipelines.tiny_ar.sampling import generate_block
+
+
+def to_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """(…, 3, H, W) in [-1, 1] -> uint8 (…, H, W, 3)."""
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+
+
+def to_unit(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (…, H, W, 3) -> float (…, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames).movedim(-1, -3).float() / 127.5 - 1.0
+
+
+class TinyARPipeline(Pipeline):
+    def __init__(self, config: TinyARConfig | None = None, **options: object) -> None:
+        self.config = config or TinyARConfig(**options)
+        torch.set_flush_denormal(True)  # denormals make CPU matmuls several times slower
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.model: TinyARTransformer | None = TinyARTransformer.from_pretrained(
+            self.config.weights, torch_dtype=torch.float32
+        ).eval()
+        m = self.model.config
+        size = self.config.display_size
+        params = sum(p.numel() for p in self.model.parameters())
+        self.spec = PipelineSpec(
+            chunk_frames=m.block_frames,
+            fps=self.config.fps,
+            width=size,
+            height=size * m.height // m.width,
+            device="cpu",
+            memory_mb=round(4 * params / 2**20 + 64, 1),
+        )
+        self._cache: TinyARCache | None = None
+        self._frame = 0
+        self._generator = torch.Generator()
+
+    def reset(self, character: Character) -> None:
+        model = self._require_model()
+        reference = render_reference(character, (model.config.height, model.config.width))
+        features = torch.from_numpy(features_for([reference_conditioning()]))[None]
+        with torch.inference_mode():
+            self._cache = model.start_stream(to_unit(reference)[None], features)
+        self._frame = 0
+        self._generator.manual_seed(self.config.seed * 1_000_003 + character.seed)
+
+    @torch.inference_mode()
+    def step(self, conditioning: Sequence[Conditioning]) -> np.ndarray:
+        model = self._require_model()
+        if self._cache is None:
+            raise RuntimeError("TinyARPipeline.step called before reset(character)")
+        self._check_conditioning(conditioning)
+        features = torch.from_numpy(features_for(conditioning))[None]
+        block = generate_block(
+            model,
+            self._cache,
+            features,
+            self._frame,
+            steps=self.config.steps,
+            generator=self._generator,
+        )[0]
+        self._frame += len(conditioning)
+        display = F.interpolate(
+            block, size=(self.spec.height, self.spec.width), mode="bilinear", align_corners=False
+        )
+        return to_pixels(display).numpy()
+
+    def close(self) -> None:
+        self.model = None
+        self._cache = None
+
+    def _require_model(self) -> TinyARTransformer:
+        if self.model is None:
+            raise RuntimeError("TinyARPipeline used after close()")
+        return self.model
