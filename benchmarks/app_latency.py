@@ -3,7 +3,7 @@
 Browser fps, Enter -> status shows the new action, Enter -> first video frame that differs from
 the frame before Enter, server start-up time and RSS. Medians over several messages.
 
-    python benchmarks/app_latency.py [--trials 8]
+    python benchmarks/app_latency.py [--trials 8] [--pipeline tiny_ar]
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ def _rss_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--pipeline", default="puppet", help="PERSONA_PIPELINE for the app.")
     args = parser.parse_args()
     started = time.monotonic()
-    with running_app() as (url, process), chromium() as browser:
+    with running_app(PERSONA_PIPELINE=args.pipeline) as (url, process), chromium() as browser:
         startup_s = time.monotonic() - started
         page = PersonaPage(browser, url)
         click = time.monotonic()
@@ -57,6 +58,7 @@ def main() -> None:
             status_ms.append(timings["status_ms"])
             changed_ms.append(timings["changed_frame_ms"])
         result = {
+            "pipeline": args.pipeline,
             "browser_fps": round(fps, 1),
             "enter_to_status_ms_p50": round(statistics.median(status_ms), 1),
             "enter_to_changed_frame_ms_p50": round(statistics.median(changed_ms), 1),

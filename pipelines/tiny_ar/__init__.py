@@ -26,6 +26,6 @@ class TinyARConfig(BaseModel):
         default=256, ge=32, le=1024, description="Frames are upscaled to this."
     )
     fps: float = Field(default=12.0, gt=0, le=60)
-    steps: int = Field(default=3, ge=1, le=8, description="Denoising steps per block.")
+    steps: int = Field(default=2, ge=1, le=8, description="Denoising steps per block.")
     seed: int = Field(default=0, ge=0)
-    threads: int = Field(default=0, ge=0, description="torch threads; 0 keeps torch's default.")
+    threads: int = Field(default=1, ge=0, description="torch threads; 0 keeps torch's default.")

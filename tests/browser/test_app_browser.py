@@ -102,3 +102,16 @@ def test_invalid_card_upload_shows_an_error_and_the_stream_continues(
     assert page.connected()
     assert page.fps(2.0) >= 20
     assert "Bram" in page.status()
+
+
+def test_tiny_ar_picked_in_the_page_streams_and_acts(page: PersonaPage) -> None:
+    """The learned model, chosen in the pipeline picker, streams and answers a directive."""
+    page.choose("pipeline-picker", "tiny_ar")
+    page.page.wait_for_function(
+        "document.querySelector('#persona-status textarea').value.includes('on tiny_ar')"
+    )
+    page.start(timeout_s=60)
+    assert page.fps(3.0) > 5
+    timings = page.send("please jump", "action: jump", timeout_s=20)
+    assert timings["changed_frame_ms"] > 0
+    assert "tiny_ar" in page.status() and "error" not in page.status()
