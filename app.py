@@ -172,7 +172,10 @@ def on_backend(name: str, state: dict):
 
 def build_page() -> gr.Blocks:
     with gr.Blocks(
-        title="Persona", css_paths=[HERE / "ui" / "style.css"], theme=gr.themes.Soft()
+        title="Persona",
+        css_paths=[HERE / "ui" / "style.css"],
+        head=f"<script>{(HERE / 'ui' / 'low_latency.js').read_text()}</script>",
+        theme=gr.themes.Soft(),
     ) as page:
         state = gr.State(_new_state, delete_callback=_close)
         gr.Markdown(
