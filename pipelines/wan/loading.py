@@ -13,14 +13,15 @@ Repo and file names, and where they were checked:
   `pipelines/wan/pipeline_wan.py`: "Available models: ... Wan-AI/Wan2.1-T2V-1.3B-Diffusers").
 - `gdhe17/Self-Forcing`, `checkpoints/self_forcing_dmd.pt`: Self-Forcing's README,
   `huggingface-cli download gdhe17/Self-Forcing checkpoints/self_forcing_dmd.pt --local-dir .`
-  (github.com/guandeh17/Self-Forcing); the file holds only `generator_ema` weights.
+  (github.com/guandeh17/Self-Forcing), and its inference commands (`--checkpoint_path
+  checkpoints/self_forcing_dmd.pt --use_ema`).
 - `Efficient-Large-Model/LongLive-1.3B`, `models/longlive_base.pt` + `models/lora.pt` (LoRA
   rank 256, alpha 256): NVlabs/LongLive v1.0 configs (`generator_ckpt:
   longlive_models/models/longlive_base.pt`, `lora_ckpt: longlive_models/models/lora.pt`) after
   `huggingface-cli download Efficient-Large-Model/LongLive-1.3B --local-dir longlive_models`.
-- Tiny decoder `taew2_1.safetensors`: published by madebyollin in github.com/madebyollin/taehv
-  (`safetensors/taew2_1.safetensors`, not on the hub); the hub copy used here is
-  `Kijai/WanVideo_comfy` (as ComfyUI loaders fetch it).
+- Tiny decoder `taew2_1.safetensors`: published by madebyollin on GitHub
+  (github.com/madebyollin/taehv, `safetensors/taew2_1.safetensors`); the hub copy used here
+  is `Kijai/WanVideo_comfy` (the file ComfyUI loaders fetch; its contents are unchecked here).
 """
 
 from __future__ import annotations
