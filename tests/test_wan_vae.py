@@ -171,3 +171,28 @@ def test_tiny_decoder_loads_a_taehv_style_checkpoint(tmp_path: Path) -> None:
     )
     for key, value in source.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, atol=0, rtol=0)
+
+
+def test_tiny_decoder_from_hub_offline_says_where_to_get_it(tmp_path: Path) -> None:
+    from pipelines.wan.loading import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable, match="hf download Kijai/WanVideo_comfy taew2_1"):
+        TinyWanDecoder.from_hub(offline=True, cache_dir=tmp_path)
+
+
+def test_tiny_decoder_from_a_local_directory(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    source = _tiny(seed=3)
+    save_file(source.state_dict(), str(tmp_path / "taew2_1.safetensors"))
+    loaded = TinyWanDecoder.from_hub(local_dir=tmp_path, latent_channels=Z_DIM, widths=(8, 8, 8, 8))
+    torch.testing.assert_close(loaded.decoder[1].weight, source.decoder[1].weight)
+
+
+def test_full_vae_from_a_wan_directory(vae, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    vae.save_pretrained(tmp_path / "vae")
+    stream = StreamingWanDecoder.from_pretrained(tmp_path)
+    latents = torch.randn(1, Z_DIM, 2, 4, 6, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(
+        stream.decode_chunk(latents), StreamingWanDecoder(vae).decode_chunk(latents)
+    )

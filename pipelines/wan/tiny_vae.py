@@ -154,6 +154,24 @@ class TinyWanDecoder(ModelMixin, ConfigMixin):
         model.load_state_dict(decoder_state, strict=True)
         return model.eval()
 
+    @classmethod
+    def from_hub(
+        cls,
+        *,
+        local_dir: str | Path | None = None,
+        offline: bool | None = None,
+        cache_dir: str | Path | None = None,
+        **config: object,
+    ) -> TinyWanDecoder:
+        """The published `taew2_1` weights, from the hub cache (or `local_dir`).
+
+        Raises `loading.WeightsUnavailable` with the fix when they are not to be had.
+        """
+        from pipelines.wan.loading import TINY_DECODER, fetch_files
+
+        paths = fetch_files(TINY_DECODER, local_dir=local_dir, offline=offline, cache_dir=cache_dir)
+        return cls.from_taehv_file(paths[TINY_DECODER.files[0]], **config)
+
 
 class StreamingTinyDecoder:
     """Streams latent chunks through a `TinyWanDecoder`, same interface as StreamingWanDecoder.

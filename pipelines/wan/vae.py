@@ -19,6 +19,7 @@ not apply here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -69,6 +70,16 @@ class StreamingWanDecoder:
         self._feat_map: list[torch.Tensor | str | None] = []
         self.latent_frames_decoded = 0
         self.reset()
+
+    @classmethod
+    def from_pretrained(
+        cls, root: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> StreamingWanDecoder:
+        """Load the VAE from a Wan diffusers directory (`root/vae`, see `loading.fetch_wan_base`)."""
+        from diffusers import AutoencoderKLWan
+
+        vae = AutoencoderKLWan.from_pretrained(Path(root) / "vae", torch_dtype=dtype)
+        return cls(vae.to(device).eval())
 
     def reset(self) -> None:
         """Drop the cached features: the next chunk decodes as the first frames of a video."""
