@@ -7,7 +7,8 @@ parameter names; its layers in `layers.py`); `cache.py` its typed KV cache (`Wan
 attention sink + rolling window, per-prompt cross-attention K/V); `weights.py` the key tables
 that load original Wan / Self-Forcing / LongLive (+LoRA) checkpoints; `text.py` the prompts and
 umT5 embeddings; `vae.py` / `tiny_vae.py` the streaming decoders; `loading.py` where weights
-come from. The Pipeline itself is written elsewhere.
+come from; `pipeline.py` the streaming `WanPipeline`. This module holds its `WanConfig` and the
+registry's cheap weights check.
 """
 
 from __future__ import annotations
