@@ -310,10 +310,10 @@ def _load_transformer(
     names = list(files)
     with device:
         model = CausalWanTransformer(**WAN_1_3B)  # type: ignore[arg-type]
-    state = torch.load(files[names[0]], map_location="cpu", mmap=True, weights_only=True)
+    state = torch.load(files[names[0]], map_location="cpu", weights_only=True)
     lora = None
     if config.checkpoint == "longlive":
-        lora = torch.load(files[names[1]], map_location="cpu", mmap=True, weights_only=True)
+        lora = torch.load(files[names[1]], map_location="cpu", weights_only=True)
     # Self-Forcing's file holds only `generator_ema`; LongLive's config runs `use_ema: false`.
     load_wan_weights(model, state, use_ema=config.checkpoint == "self_forcing", lora=lora)
     return model.to(dtype=dtype).eval()
