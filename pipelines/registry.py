@@ -18,14 +18,25 @@ from pydantic import BaseModel, ValidationError
 from pipelines.base import Pipeline
 from pipelines.puppet import PuppetConfig
 from pipelines.tiny_ar import TinyARConfig
+from pipelines.wan import WanConfig, weights_missing
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE = "puppet"
 
 
+GPU_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")
+"""A GPU driver (NVIDIA, or ROCm's /dev/kfd) shows one of these; without any, torch is not asked."""
+
+
 def needs_cuda() -> str | None:
-    """None when a CUDA GPU is usable, else why not."""
+    """None when a CUDA GPU is usable, else why not.
+
+    Without a GPU driver this answers from the file system, so listing pipelines on a CPU
+    machine does not import torch (about 2 s); with one, torch decides.
+    """
+    if not any(os.path.exists(path) for path in GPU_DEVICE_FILES):
+        return "needs a CUDA GPU (no GPU driver found)"
     try:
         import torch
     except ImportError:
@@ -141,5 +152,21 @@ register(
         target="pipelines.tiny_ar.pipeline:TinyARPipeline",
         config=TinyARConfig,
         unavailable_reason=_tiny_ar_unavailable,
+    )
+)
+
+
+def _wan_unavailable() -> str | None:
+    return needs_cuda() or weights_missing()
+
+
+register(
+    PipelineEntry(
+        name="wan",
+        description="Wan2.1-T2V-1.3B streamed block by block (LongLive / Self-Forcing weights, "
+        "KV cache with prompt re-cache); GPU with about 20 GB.",
+        target="pipelines.wan.pipeline:WanPipeline",
+        config=WanConfig,
+        unavailable_reason=_wan_unavailable,
     )
 )
