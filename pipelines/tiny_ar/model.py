@@ -72,11 +72,6 @@ class TinyARCache:
     window_v: list[Tensor] = field(default_factory=list)
     window_index: list[int] = field(default_factory=list)
 
-    @property
-    def frame_index(self) -> list[int]:
-        """Frame index of every cached frame, sink first."""
-        return [SINK, *self.window_index]
-
     def layer(self, i: int) -> tuple[Tensor, Tensor]:
         return (
             torch.cat([self.sink_k[i], self.window_k[i]], dim=2),
