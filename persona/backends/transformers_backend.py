@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from persona.backends.base import Backend, BackendError, ReplyChunk, ReplyRequest
@@ -34,6 +35,29 @@ class TransformersBackend(Backend):
         )
         self.max_new_tokens = max_new_tokens
         self._loaded: tuple[Any, Any, Any] | None = None
+
+    def check(self) -> None:
+        """The libraries are installed and the model is a folder, in the hub cache, or can be
+        downloaded (hub not offline); loading itself waits for the first reply."""
+        import importlib.util
+
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if not all(importlib.util.find_spec(m) for m in ("torch", "transformers")):
+            raise BackendError("torch and transformers are not installed here")
+        if Path(self.model_id).is_dir():
+            return
+        try:
+            cached = try_to_load_from_cache(self.model_id, "config.json")
+        except ValueError:
+            raise BackendError(
+                f"{self.model_id!r} is neither a model folder nor a hub model id"
+            ) from None
+        if not isinstance(cached, str) and constants.HF_HUB_OFFLINE:
+            raise BackendError(
+                f"the model {self.model_id!r} is not downloaded and HF_HUB_OFFLINE is set; "
+                "set PERSONA_TRANSFORMERS_MODEL to a local folder"
+            )
 
     def _load(self) -> tuple[Any, Any, Any]:
         """(tokenizer, model, mask of tokens banned in the dialogue), built once."""
