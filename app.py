@@ -164,9 +164,14 @@ def on_pipeline(name: str, state: dict):
 def on_backend(name: str, state: dict):
     session = _session(state)
     try:
-        session.select_backend(name)
+        notice = session.select_backend(name)
     except SessionError as error:
         gr.Warning(str(error))
+    else:
+        if notice:
+            gr.Warning(notice)
+        else:
+            gr.Info(f"Replies now come from the {name} backend.")
     return gr.update(value=session.backend_name)
 
 

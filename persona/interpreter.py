@@ -16,7 +16,6 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
@@ -200,8 +199,17 @@ class OfflineInterpreter:
         return Reading(action, expression)
 
 
-@cache
+_shared: OfflineInterpreter | None = None
+_shared_lock = threading.Lock()
+
+
 def shared_interpreter() -> OfflineInterpreter:
-    """One interpreter per process: the model loads once (about a second)."""
-    log.info("loading the offline interpreter (all-MiniLM-L6-v2)")
-    return OfflineInterpreter()
+    """One interpreter per process: the model loads once (about a second). Locked, because the
+    app's start-up thread and the first visitor's session ask at the same moment, and two
+    threads importing transformers at once can fail ("cannot import name 'AutoModel'")."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            log.info("loading the offline interpreter (all-MiniLM-L6-v2)")
+            _shared = OfflineInterpreter()
+        return _shared

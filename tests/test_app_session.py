@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from fastrtc import CloseStream
 
 from pipelines.puppet import PuppetConfig
 from pipelines.registry import PipelineEntry, register
+from tests.servers.openai_compatible import OpenAICompatibleServer
 from ui.session import Session, SessionError
 
 
@@ -116,3 +118,51 @@ def test_stream_time_limit_ends_with_a_friendly_message(
         time.sleep(1 / 30)
     assert end is not None and "Time's up" in end.msg and "Press Start" in end.msg
     assert session.runner is None
+
+
+def test_backend_picked_in_the_page_answers_and_keeps_the_conversation(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    list(session.chat("hello", session.greeting_history()))
+    with OpenAICompatibleServer() as server:
+        server.script.reply = (
+            '{"action": "bow", "expression": "shy", "dialogue": "At your service."}'
+        )
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        assert session.select_backend("openai") is None
+        final, notice = list(session.chat("please wave", session.greeting_history()))[-1]
+    assert final[-1]["content"] == "At your service." and notice is None
+    assert session.state.current(time.monotonic()) == ("bow", "shy")  # the model's choice
+    sent = [m["content"] for m in server.script.requests[-1]["messages"]]
+    assert sent[-3:-1] == ["hello", session.conversation.history[-3].content]  # history kept
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "reason"),
+    [
+        ("openai", {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, "cannot reach"),
+        ("hf", {"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        ("transformers", {"PERSONA_TRANSFORMERS_MODEL": "nobody/not-downloaded"}, "not downloaded"),
+    ],
+)
+def test_backend_that_cannot_answer_here_gives_a_notice_and_chat_goes_on_offline(
+    session: Session, monkeypatch: pytest.MonkeyPatch, name: str, env: dict, reason: str
+) -> None:
+    from huggingface_hub import constants
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE") == "1")
+    notice = session.select_backend(name)
+    assert notice is not None and reason in notice and "offline" in notice
+    assert session.backend_name == name
+    updates = list(session.chat("please wave", session.greeting_history()))
+    assert any(n and f"The {name} backend failed" in n for _, n in updates)
+    assert "wave" in updates[-1][0][-1]["content"].lower()
+    assert session.state.current(time.monotonic())[0] == "wave"
+
+
+def test_unknown_backend_is_refused(session: Session) -> None:
+    with pytest.raises(SessionError, match="unknown backend"):
+        session.select_backend("gpt-17")
+    assert session.backend_name == "offline"

@@ -70,3 +70,14 @@ def test_refused_connection_fails_fast() -> None:
     backend = make_backend("hf", base_url="http://127.0.0.1:9/v1", model="m", timeout_s=1.0)
     with pytest.raises(BackendError):
         list(backend.stream_reply(REQUEST))
+
+
+def test_check_names_the_missing_token(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))  # none saved
+    with pytest.raises(BackendError, match="no HF_TOKEN"):
+        make_backend("hf", model="m").check()
+    make_backend("hf", model="m", token=SECRET).check()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from persona.backends.base import ReplyRequest
@@ -62,3 +64,14 @@ def test_offline_reply_is_honest_about_open_questions() -> None:
     text = "".join(c.text for c in _reply("what is the meaning of life?"))
     assert "no language model is connected" in text
     assert "PERSONA_BACKEND=openai" in text and "Sam" in text
+
+
+def test_shared_interpreter_loads_once_when_threads_ask_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import persona.interpreter
+
+    monkeypatch.setattr(persona.interpreter, "_shared", None)
+    with ThreadPoolExecutor(4) as pool:
+        interpreters = list(pool.map(lambda _: shared_interpreter(), range(4)))
+    assert all(i is interpreters[0] for i in interpreters)

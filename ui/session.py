@@ -6,7 +6,8 @@ built and stepped on worker threads) and ends with a friendly message on Stop or
 stream's time is up. Chat: `chat()` streams the reply into the history and applies the action
 and expression as soon as they are known, at the next chunk boundary. Character and pipeline
 switches restart the stream cleanly; bad uploads and unavailable pipelines raise `SessionError`
-with a message to show, and change nothing.
+with a message to show, and change nothing. A backend switch keeps the conversation; one that
+cannot answer here is still selected, with a notice, and the offline fallback answers meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from fastrtc import CloseStream
 
 from persona.backends import make_backend
-from persona.backends.base import BackendError
+from persona.backends.base import Backend, BackendError
 from persona.cards import Card, CardError, default_cards, load_card
 from persona.conversation import Conversation
 from persona.state import CharacterState
@@ -60,6 +61,8 @@ class Session:
         self.cards = {c.name: c for c in default_cards()}
         self.pipeline_name = pipeline_name
         self.backend_name = backend_name
+        self.offline = make_backend("offline")
+        self.backend = self.offline if backend_name == "offline" else make_backend(backend_name)
         self.runner: StreamRunner | None = None
         self.streaming = False
         self._stop_requested = threading.Event()
@@ -72,9 +75,10 @@ class Session:
         self.card = card
         self.cards[card.name] = card
         self.state = CharacterState(self.clock())
-        backend = make_backend(self.backend_name)
-        fallback = make_backend("offline") if self.backend_name != "offline" else None
-        self.conversation = Conversation(card, backend, fallback=fallback)
+        self.conversation = Conversation(card, self.backend, fallback=self._fallback())
+
+    def _fallback(self) -> Backend | None:
+        return None if self.backend is self.offline else self.offline
 
     def select_card(self, name: str) -> None:
         if name not in self.cards:
@@ -91,15 +95,25 @@ class Session:
         self._restart_runner()
         return card
 
-    def select_backend(self, name: str) -> None:
+    def select_backend(self, name: str) -> str | None:
+        """Switch the language backend, keeping the conversation. Returns a notice when it
+        cannot answer here: it is selected anyway (a server may come up later), and until it
+        answers every reply comes from the offline fallback, each with its own notice."""
         try:
-            make_backend(name)
+            backend = self.offline if name == "offline" else make_backend(name)
         except BackendError as error:
             raise SessionError(str(error)) from None
-        self.backend_name = name
-        history = self.conversation.history
-        self._set_card(self.card)
-        self.conversation.history = history
+        try:
+            backend.check()
+            notice = None
+        except BackendError as error:
+            notice = (
+                f"The {name} backend cannot answer here: {error}. "
+                "Replies come from the offline interpreter until it can."
+            )
+        self.backend_name, self.backend = name, backend
+        self.conversation.backend, self.conversation.fallback = backend, self._fallback()
+        return notice
 
     def select_pipeline(self, name: str) -> None:
         try:

@@ -61,6 +61,10 @@ class BackendError(RuntimeError):
 class Backend(ABC):
     name: str
 
+    def check(self) -> None:
+        """Raise BackendError saying why this backend cannot answer here, found quickly and
+        before any conversation, so the page can say so when it is picked. Default: it can."""
+
     @abstractmethod
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         """Yield the reply. Raise BackendError (before or mid-stream) when it cannot go on."""

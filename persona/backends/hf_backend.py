@@ -33,6 +33,7 @@ class HFBackend(Backend):
     ) -> None:
         from huggingface_hub import InferenceClient
 
+        self.base_url = base_url
         self.model = model or os.environ.get("PERSONA_HF_MODEL") or None
         if base_url is None and self.model is None:
             self.model = DEFAULT_HF_MODEL
@@ -42,6 +43,15 @@ class HFBackend(Backend):
             token=token or os.environ.get("HF_TOKEN") or None,
             timeout=timeout_s or float(os.environ.get("PERSONA_LLM_TIMEOUT", DEFAULT_TIMEOUT_S)),
         )
+
+    def check(self) -> None:
+        """Offline mode and a missing token; it spends no inference call to find out."""
+        from huggingface_hub import constants, get_token
+
+        if constants.HF_HUB_OFFLINE:
+            raise BackendError("HF_HUB_OFFLINE is set, so Hugging Face inference is off")
+        if self.base_url is None and not (self.client.token or get_token()):
+            raise BackendError("no HF_TOKEN is set (on a Space, add it as a secret)")
 
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         import httpx

@@ -42,6 +42,22 @@ class OpenAIBackend(Backend):
         self.model = model or os.environ.get("PERSONA_LLM_MODEL") or None
         self.structured_output = True
 
+    def check(self) -> None:
+        """The server answers `/models` (and, with no model named, lists one to use)."""
+        try:
+            if self.model is None:
+                self._model()
+            else:
+                self.client.models.list()
+        except self._openai.APIConnectionError:
+            url = self.client.base_url
+            where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+            raise BackendError(
+                f"cannot reach the language model server at {where} (set OPENAI_BASE_URL)"
+            ) from None
+        except self._openai.APIStatusError as error:
+            raise BackendError(f"the language model server answered {error.status_code}") from None
+
     def _model(self) -> str:
         if self.model is None:
             models = self.client.models.list().data

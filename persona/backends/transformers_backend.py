@@ -5,7 +5,9 @@ lazily, on the first reply (huggingface_hub shows download progress when online;
 `BackendError`). The Directive JSON is never free text: the action and the expression are each
 chosen among the vocabulary labels by the model's own likelihood of the label after the JSON
 prefix, and the dialogue is decoded greedily with every token that holds a quote, a backslash or
-a newline masked out, so the assembled object always parses. Knows nothing about HTTP.
+a newline masked out, so the assembled object always parses. One KV cache carries the prompt
+through the whole reply: the prompt runs through the model once, each label adds only its own
+tokens. Knows nothing about HTTP.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from persona.backends.base import Backend, BackendError, ReplyChunk, ReplyRequest
@@ -32,6 +35,29 @@ class TransformersBackend(Backend):
         )
         self.max_new_tokens = max_new_tokens
         self._loaded: tuple[Any, Any, Any] | None = None
+
+    def check(self) -> None:
+        """The libraries are installed and the model is a folder, in the hub cache, or can be
+        downloaded (hub not offline); loading itself waits for the first reply."""
+        import importlib.util
+
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if not all(importlib.util.find_spec(m) for m in ("torch", "transformers")):
+            raise BackendError("torch and transformers are not installed here")
+        if Path(self.model_id).is_dir():
+            return
+        try:
+            cached = try_to_load_from_cache(self.model_id, "config.json")
+        except ValueError:
+            raise BackendError(
+                f"{self.model_id!r} is neither a model folder nor a hub model id"
+            ) from None
+        if not isinstance(cached, str) and constants.HF_HUB_OFFLINE:
+            raise BackendError(
+                f"the model {self.model_id!r} is not downloaded and HF_HUB_OFFLINE is set; "
+                "set PERSONA_TRANSFORMERS_MODEL to a local folder"
+            )
 
     def _load(self) -> tuple[Any, Any, Any]:
         """(tokenizer, model, mask of tokens banned in the dialogue), built once."""
@@ -60,23 +86,26 @@ class TransformersBackend(Backend):
             self._loaded = (tokenizer, model, banned)
         return self._loaded
 
-    def _encode(self, text: str) -> Any:
+    def _encode(self, text: str) -> list[int]:
         tokenizer = self._load()[0]
-        return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0]
+        return tokenizer(text, add_special_tokens=False).input_ids
 
-    def _likeliest_label(self, prefix: str, labels: tuple[str, ...]) -> str:
-        """The label whose tokens (closing quote included) the model finds likeliest."""
+    def _likeliest_label(
+        self, context: _CachedContext, prefix: str, labels: tuple[str, ...]
+    ) -> str:
+        """The label whose tokens (closing quote included) the model finds likeliest after
+        `prefix`. The prefix runs through the model once; each label only adds its own tokens."""
         import torch
 
-        model = self._load()[1]
         prefix_ids = self._encode(prefix)
         scores = []
-        with torch.no_grad():
-            for label in labels:
-                label_ids = self._encode(prefix + json.dumps(label))[len(prefix_ids) :]
-                ids = torch.cat([prefix_ids, label_ids])[None]
-                log_probs = model(ids).logits[0, len(prefix_ids) - 1 : -1].log_softmax(-1)
-                scores.append(log_probs.gather(1, label_ids[:, None]).mean().item())
+        for label in labels:
+            ids = self._encode(prefix + json.dumps(label))
+            own = _common_length(prefix_ids, ids)  # where this label's tokens start
+            logits, ran_from = context.extend(ids, keep_at_most=own - 1)
+            predicted = logits[own - ran_from - 1 : -1].log_softmax(-1)
+            targets = torch.tensor(ids[own:])[:, None]
+            scores.append(predicted.gather(1, targets).mean().item())
         return labels[max(range(len(labels)), key=scores.__getitem__)]
 
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
@@ -85,22 +114,21 @@ class TransformersBackend(Backend):
         tokenizer, model, banned = self._load()
         messages = request.chat_messages()
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        text = prompt + '{"action": '
-        action = self._likeliest_label(text, ACTIONS)
-        yield ReplyChunk(action=action)
-        text += json.dumps(action) + ', "expression": '
-        expression = self._likeliest_label(text, EXPRESSIONS)
-        yield ReplyChunk(expression=expression)
-        text += json.dumps(expression) + ', "dialogue": "'
-        ids = self._encode(text)[None]
-        dialogue_ids: list[int] = []
-        dialogue = ""
-        past = None
+        context = _CachedContext(model)
         with torch.no_grad():
+            text = prompt + '{"action": '
+            action = self._likeliest_label(context, text, ACTIONS)
+            yield ReplyChunk(action=action)
+            text += json.dumps(action) + ', "expression": '
+            expression = self._likeliest_label(context, text, EXPRESSIONS)
+            yield ReplyChunk(expression=expression)
+            text += json.dumps(expression) + ', "dialogue": "'
+            ids = self._encode(text)
+            logits = context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
+            dialogue_ids: list[int] = []
+            dialogue = ""
             for _ in range(self.max_new_tokens):
-                out = model(ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                logits = out.logits[0, -1].masked_fill(banned, float("-inf"))
+                logits = logits.masked_fill(banned, float("-inf"))
                 if not dialogue_ids and tokenizer.eos_token_id is not None:
                     logits[tokenizer.eos_token_id] = float("-inf")  # at least one word
                 next_id = int(logits.argmax())
@@ -111,6 +139,39 @@ class TransformersBackend(Backend):
                 if len(decoded) > len(dialogue) and not decoded.endswith("\ufffd"):
                     yield ReplyChunk(text=decoded[len(dialogue) :])
                     dialogue = decoded
-                ids = torch.tensor([[next_id]])
+                ids = [*ids, next_id]
+                logits = context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
         if not dialogue.strip():
             raise BackendError("the local model gave an empty reply")
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    """How many leading token ids `a` and `b` share."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:  # the usual case, compared in C
+        return n
+    return next(i for i in range(n) if a[i] != b[i])
+
+
+class _CachedContext:
+    """The token ids the model has seen this reply and their KV cache, so that scoring a label
+    or decoding a token only runs the new tokens. Appending text can re-split the last tokens
+    (BPE merges across the join), so extending first crops the cache to the shared prefix."""
+
+    def __init__(self, model: Any) -> None:
+        from transformers import DynamicCache
+
+        self.model = model
+        self.cache = DynamicCache()
+        self.ids: list[int] = []
+
+    def extend(self, ids: list[int], *, keep_at_most: int) -> tuple[Any, int]:
+        """Make the cache hold `ids`; return the logits of the positions run and where they
+        start (at most `keep_at_most`, so the caller gets the logits it needs)."""
+        import torch
+
+        start = min(_common_length(self.ids, ids), keep_at_most)
+        self.cache.crop(start - len(self.ids))  # transformers 5: minus the tokens to drop
+        out = self.model(torch.tensor([ids[start:]]), past_key_values=self.cache, use_cache=True)
+        self.ids = list(ids)
+        return out.logits[0], start

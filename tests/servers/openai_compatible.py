@@ -1,8 +1,9 @@
 """A scriptable OpenAI-compatible chat server on 127.0.0.1, run in a thread by tests.
 
 Serves `/v1/models` and streaming `/v1/chat/completions` (SSE) with a reply the test scripts,
-or a failure mode: an HTTP status, a slow first piece, a stream cut mid-way, or refusing
-`response_format` with a 400. Records every request body.
+or, given a `LocalChatModel`, with what that real model generates for the messages; and a
+failure mode: an HTTP status, a slow first piece, a stream cut mid-way, or refusing
+`response_format` with a 400. Records every request body and every reply it streamed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+from tests.servers.local_model import LocalChatModel
+
+SCRIPTED_MODEL = "tiny-test-model"
 
 
 @dataclass
@@ -30,11 +37,14 @@ class Script:
     refuse_response_format: bool = False
     piece: int = 4
     requests: list[dict] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
 
 
 class OpenAICompatibleServer:
-    def __init__(self) -> None:
+    def __init__(self, model: LocalChatModel | None = None) -> None:
         self.script = Script()
+        self.model = model
+        self.model_name = model.name if model is not None else SCRIPTED_MODEL
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -66,7 +76,7 @@ class OpenAICompatibleServer:
             {
                 "object": "list",
                 "data": [
-                    {"id": "tiny-test-model", "object": "model", "created": 0, "owned_by": "test"}
+                    {"id": self.model_name, "object": "model", "created": 0, "owned_by": "test"}
                 ],
             }
         )
@@ -84,16 +94,21 @@ class OpenAICompatibleServer:
                 {"error": {"message": "scripted failure"}}, status_code=script.status
             )
 
+        def pieces() -> Iterator[str]:
+            if self.model is not None:
+                yield from self.model.stream(body["messages"], body.get("max_tokens"))
+                return
+            reply = script.reply
+            yield from (reply[i : i + script.piece] for i in range(0, len(reply), script.piece))
+
         async def events():  # type: ignore[no-untyped-def]
             await asyncio.sleep(script.delay_s)
-            pieces = [
-                script.reply[i : i + script.piece]
-                for i in range(0, len(script.reply), script.piece)
-            ]
-            for index, piece in enumerate(pieces):
-                if script.cut_after is not None and index >= script.cut_after:
+            streamed: list[str] = []
+            async for piece in iterate_in_threadpool(pieces()):
+                if script.cut_after is not None and len(streamed) >= script.cut_after:
                     yield "data: {broken"  # the connection drops mid-event
                     return
+                streamed.append(piece)
                 chunk = {
                     "id": "c",
                     "object": "chat.completion.chunk",
@@ -102,6 +117,7 @@ class OpenAICompatibleServer:
                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
                 }
                 yield f"data: {json.dumps(chunk)}\n\n"
+            script.replies.append("".join(streamed))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
