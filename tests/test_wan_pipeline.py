@@ -24,7 +24,7 @@ pytest.importorskip("transformers")
 
 from pipelines.wan.pipeline import WanPipeline, block_prompt_mix  # noqa: E402
 from pipelines.wan.text import WanTextEncoder, prompt_for  # noqa: E402
-from tests.wan_tiny import LATENT_SIZE, TINY_CONFIG, tiny_model  # noqa: E402
+from tests.wan_tiny import LATENT_SIZE, TINY_CONFIG, tiny_model, word_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 8 * LATENT_SIZE
@@ -35,9 +35,6 @@ TEXT_TOKENS = 64
 
 
 def _tokenizer():  # type: ignore[no-untyped-def]
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     words = [
         "a",
         "friendly",
@@ -50,15 +47,7 @@ def _tokenizer():  # type: ignore[no-untyped-def]
         "happily",
         "sad",
     ]
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", 1)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    return word_tokenizer(words)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pipelines.wan.text import (
     prompt_for,
     prompt_mix,
 )
+from tests.wan_tiny import word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOK = Appearance(description="a cheerful robot with a round blue head.")
@@ -110,18 +111,7 @@ WORDS = [
 
 
 def _tokenizer():  # type: ignore[no-untyped-def]
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", 1)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    return word_tokenizer(WORDS)
 
 
 @pytest.fixture(scope="module")

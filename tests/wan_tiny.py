@@ -85,3 +85,19 @@ def block_causal_mask(
         for k in range(frames):
             mask[q, k] = k < end and (window is None or k >= end - window or k < sink)
     return mask
+
+
+def word_tokenizer(words: list[str]):  # type: ignore[no-untyped-def]
+    """A tiny T5-style tokenizer (one id per word, </s> appended, <pad> = 0), built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
