@@ -183,6 +183,14 @@ class PersonaPage:
     def stop(self) -> None:
         self.page.click("#stop-btn")
 
+    def choose(self, elem_id: str, value: str) -> None:
+        """Pick `value` in a gr.Dropdown (opening the settings accordion if it is closed)."""
+        field = self.page.locator(f"#{elem_id} input")
+        if not field.is_visible():
+            self.page.get_by_text("Character, pipeline and brain").click()
+        field.click()
+        self.page.locator(f"li[role=option][aria-label='{value}']").click()
+
     def connected(self) -> bool:
         return self.page.evaluate("window.__pcs.some(pc => pc.connectionState === 'connected')")
 
