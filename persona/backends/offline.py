@@ -51,8 +51,8 @@ EXPRESSION_LINES: dict[str, tuple[str, ...]] = {
 NO_MODEL_LINE = (
     "I'd love to answer that properly, {user}, but no language model is connected, so I can "
     'only act things out. Try "wave", "dance" or "look surprised". To really chat, start the '
-    "app with PERSONA_BACKEND=openai and OPENAI_BASE_URL (e.g. a local Ollama), or add an "
-    "HF_TOKEN on a Space."
+    "app with PERSONA_BACKEND=openai and OPENAI_BASE_URL (e.g. a local Ollama), or on a Space "
+    "with PERSONA_BACKEND=hf and an HF_TOKEN, or pick a backend in the brain panel."
 )
 
 

@@ -7,13 +7,21 @@ from collections.abc import Iterator
 import pytest
 
 from tests.browser.harness import PersonaPage, chromium, running_app
+from tests.servers.openai_compatible import OpenAICompatibleServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def app_url() -> Iterator[str]:
-    with running_app(PERSONA_MAX_STREAMS="10") as (url, _process):
+def llm_server() -> Iterator[OpenAICompatibleServer]:
+    """The scripted OpenAI-compatible server the app's `openai` backend points at."""
+    with OpenAICompatibleServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app_url(llm_server: OpenAICompatibleServer) -> Iterator[str]:
+    with running_app(PERSONA_MAX_STREAMS="10", OPENAI_BASE_URL=llm_server.base_url) as (url, _):
         yield url
 
 
@@ -120,3 +128,35 @@ def test_tiny_ar_picked_in_the_page_streams_and_acts(page: PersonaPage) -> None:
     timings = page.send("please jump", "action: jump", timeout_s=20)
     assert timings["changed_frame_ms"] > 0
     assert "tiny_ar" in page.status() and "error" not in page.status()
+
+
+def test_backend_picker_switches_to_a_language_model_and_to_one_that_cannot_run(
+    page: PersonaPage, llm_server: OpenAICompatibleServer
+) -> None:
+    """openai (the scripted server) really answers and picks the action; hf cannot run here
+    (HF_HUB_OFFLINE): the page says so and the offline interpreter answers instead."""
+    llm_server.script.reply = (
+        '{"action": "bow", "expression": "shy", "dialogue": "At your service, said the model."}'
+    )
+    page.start()
+    page.page.get_by_text("Character, pipeline and brain").click()
+    page.page.click("#backend-picker input")
+    offered = page.page.locator("li[role=option]").evaluate_all(
+        "items => items.map(item => item.getAttribute('aria-label'))"
+    )
+    assert offered == ["offline", "openai", "hf", "transformers"]
+    page.choose("backend-picker", "openai")
+    page.page.wait_for_selector("text=Replies now come from the openai backend", timeout=10_000)
+    page.send("please wave", "action: bow")  # the model's choice, not the offline reading
+    page.page.wait_for_function(
+        "[...document.querySelectorAll('#chat .message')].some("
+        "m => m.innerText.includes('said the model'))",
+        timeout=10_000,
+    )
+    assert llm_server.script.requests[-1]["messages"][-1]["content"] == "please wave"
+
+    page.choose("backend-picker", "hf")
+    page.page.wait_for_selector("text=The hf backend cannot answer here", timeout=10_000)
+    page.send("please wave", "action: wave")
+    page.page.wait_for_selector("text=answering offline", timeout=10_000)
+    assert "wave" in page.chat_messages()[-1].lower() and page.connected()
