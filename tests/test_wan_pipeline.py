@@ -24,7 +24,7 @@ pytest.importorskip("transformers")
 
 from pipelines.wan.pipeline import WanPipeline, block_prompt_mix  # noqa: E402
 from pipelines.wan.text import WanTextEncoder, prompt_for  # noqa: E402
-from tests.wan_tiny import LATENT_SIZE, TINY_CONFIG, tiny_model, word_tokenizer  # noqa: E402
+from tests.wan_tiny import LATENT_SIZE, TINY_CONFIG, tiny_model, tiny_umt5, word_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 8 * LATENT_SIZE
@@ -52,20 +52,8 @@ def _tokenizer():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def umt5():  # type: ignore[no-untyped-def]
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    config = UMT5Config(
-        vocab_size=16,
-        d_model=int(TINY_CONFIG["text_dim"]),  # type: ignore[call-overload]
-        d_kv=4,
-        num_heads=2,
-        num_layers=2,
-        d_ff=16,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-    )
-    return UMT5EncoderModel(config).eval(), _tokenizer()
+    model = tiny_umt5(vocab_size=16, d_model=int(TINY_CONFIG["text_dim"]), d_ff=16)
+    return model, _tokenizer()
 
 
 @pytest.fixture(scope="module")

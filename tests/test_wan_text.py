@@ -20,7 +20,7 @@ from pipelines.wan.text import (
     prompt_for,
     prompt_mix,
 )
-from tests.wan_tiny import word_tokenizer
+from tests.wan_tiny import tiny_umt5, word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOK = Appearance(description="a cheerful robot with a round blue head.")
@@ -116,21 +116,9 @@ def _tokenizer():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def parts():  # type: ignore[no-untyped-def]
-    torch = pytest.importorskip("torch")
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    config = UMT5Config(
-        vocab_size=len(WORDS) + 3,
-        d_model=16,
-        d_kv=4,
-        num_heads=2,
-        num_layers=2,
-        d_ff=32,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-    )
-    return UMT5EncoderModel(config).eval(), _tokenizer()
+    pytest.importorskip("torch")
+    model = tiny_umt5(vocab_size=len(WORDS) + 3, d_model=16, d_ff=32)
+    return model, _tokenizer()
 
 
 def _encoder(parts, **options):  # type: ignore[no-untyped-def]

@@ -101,3 +101,22 @@ def word_tokenizer(words: list[str]):  # type: ignore[no-untyped-def]
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
+
+
+def tiny_umt5(*, vocab_size: int, d_model: int, d_ff: int):  # type: ignore[no-untyped-def]
+    """A seeded, randomly initialised 2-layer umT5 encoder (Wan's text encoder, tiny)."""
+    import torch
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    config = UMT5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=4,
+        num_heads=2,
+        num_layers=2,
+        d_ff=d_ff,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+    )
+    return UMT5EncoderModel(config).eval()
