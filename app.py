@@ -119,11 +119,18 @@ def on_stop(state: dict) -> str:
     return session.status()
 
 
-def on_message(message: str, history: list, state: dict):
-    for updated, notice in _session(state).chat(message, history):
-        if notice:
+def on_send(message: str, state: dict):
+    """Not queued: the message shows, and its directive reaches the video, without waiting."""
+    session = _session(state)
+    session.send(message)
+    return session.chat_history(), ""
+
+
+def on_follow(state: dict):
+    for chat, notices in _session(state).follow():
+        for notice in notices:
             gr.Warning(notice)
-        yield updated, ""
+        yield chat
 
 
 def on_character(name: str, state: dict):
@@ -132,7 +139,7 @@ def on_character(name: str, state: dict):
         session.select_card(name)
     except SessionError as error:
         gr.Warning(str(error))
-    return session.greeting_history()
+    return session.chat_history()
 
 
 def on_upload(path: str | None, state: dict):
@@ -146,7 +153,7 @@ def on_upload(path: str | None, state: dict):
         return gr.update(), gr.update(), None
     gr.Info(f"Loaded {card.name}.")
     return (
-        session.greeting_history(),
+        session.chat_history(),
         gr.update(choices=list(session.cards), value=card.name),
         None,
     )
@@ -245,7 +252,9 @@ def build_page() -> gr.Blocks:
             time_limit=STREAM_SECONDS + 30,
         )
         stop.click(on_stop, [state], [status])
-        message.submit(on_message, [message, chat, state], [chat, message])
+        message.submit(on_send, [message, state], [chat, message], queue=False).then(
+            on_follow, [state], [chat], concurrency_limit=None, show_progress="hidden"
+        )
         character.input(on_character, [character, state], [chat])
         upload.upload(on_upload, [upload, state], [chat, character, upload])
         pipeline.input(on_pipeline, [pipeline, state], [pipeline])

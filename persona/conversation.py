@@ -122,17 +122,24 @@ class Conversation:
             kept.append(turn)
         return tuple(reversed(kept))
 
-    def respond(self, message: str) -> Iterator[ReplyEvent]:
+    @staticmethod
+    def problem(message: str) -> str | None:
+        """Why `message` cannot be sent (shown to the user), or None when it can."""
         message = message.strip()
         if not message:
-            yield ReplyEvent(notice="Type a message first.")
-            return
+            return "Type a message first."
         if len(message) > MAX_MESSAGE_CHARS:
-            yield ReplyEvent(
-                notice=f"That message is {len(message)} characters long; the "
+            return (
+                f"That message is {len(message)} characters long; the "
                 f"limit is {MAX_MESSAGE_CHARS}. Nothing was sent."
             )
+        return None
+
+    def respond(self, message: str) -> Iterator[ReplyEvent]:
+        if (problem := self.problem(message)) is not None:
+            yield ReplyEvent(notice=problem)
             return
+        message = message.strip()
         request = ReplyRequest(
             system_prompt=self.system_prompt,
             history=self._bounded_history(),

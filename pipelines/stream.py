@@ -2,7 +2,8 @@
 
 The worker renders one chunk at a time, at most about one chunk ahead of the display, sampling
 the conditioning at each frame's *display* time just before rendering, so a change made now
-shows in the next chunk. The consumer (the FastRTC generator, on the event loop) never blocks:
+shows in the next chunk. It starts each step as late as it safely can (the chunk's first frame
+is due minus a margin over how long steps take), so what is sampled is as fresh as possible. The consumer (the FastRTC generator, on the event loop) never blocks:
 `next_frame(now)` returns the newest frame whose display time has come, or None (repeat the
 last one). A step that raises is logged and retried; the stream never dies silently. If nobody
 asks for frames for a while (page closed, connection dropped), the worker stops and frees the
@@ -32,6 +33,10 @@ IDLE_CONSUMER_SECONDS = 10.0
 """Stop the worker when no frame has been asked for this long (the viewer is gone)."""
 RETRY_SECONDS = 0.2
 FPS_WINDOW_SECONDS = 2.0
+STEP_SAFETY = 1.5
+"""A step is started this many average step durations (plus STEP_MARGIN_SECONDS) before its
+first frame is due: late enough to sample fresh directives, early enough not to stutter."""
+STEP_MARGIN_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,24 @@ class FrameClock:
         times = [self.display_time(self.next_index + i) for i in range(count)]
         self.next_index += count
         return times
+
+
+class StepTimer:
+    """A moving average of how long `pipeline.step` takes, and so how early to start one."""
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self.weight = weight
+        self.seconds: float | None = None
+
+    def record(self, seconds: float) -> None:
+        w = self.weight
+        self.seconds = seconds if self.seconds is None else (1 - w) * self.seconds + w * seconds
+
+    def start_by(self, due: float) -> float:
+        """The latest time to start the step for a chunk whose first frame is due at `due`."""
+        if self.seconds is None:  # nothing measured yet: start at once
+            return float("-inf")
+        return due - STEP_SAFETY * self.seconds - STEP_MARGIN_SECONDS
 
 
 def newest_due(queue: deque[Frame], now: float) -> Frame | None:
@@ -119,6 +142,7 @@ class StreamRunner:
         self._stop = threading.Event()
         self._last_request = clock()
         self._meter = FpsMeter()
+        self._step_timer = StepTimer()
         self._thread = threading.Thread(target=self._work, name="stream-runner", daemon=True)
 
     # -- consumer side (event loop) ------------------------------------------------------
@@ -142,10 +166,12 @@ class StreamRunner:
             self._meter.tick(now)
         return frame
 
-    def next_render_time(self) -> float:
-        """Display time of the first frame not yet rendered: where a change lands."""
+    def change_time(self) -> float:
+        """When a change made now takes effect: one frame before the first frame not yet
+        rendered, so that frame already shows the change under way (not its still start)."""
         with self._lock:
-            return max(self.frame_clock.display_time(self.frame_clock.next_index), self.clock())
+            first = max(self.frame_clock.display_time(self.frame_clock.next_index), self.clock())
+        return first - 1.0 / self.spec.fps
 
     def fps(self) -> float:
         return self._meter.fps()
@@ -186,11 +212,18 @@ class StreamRunner:
 
     def _render_chunk(self) -> None:
         with self._lock:
+            due = self.frame_clock.display_time(self.frame_clock.next_index)
+        wait = self._step_timer.start_by(due) - self.clock()
+        if wait > 0 and self._stop.wait(wait):
+            return
+        with self._lock:
             self.frame_clock.catch_up(self.clock())
             times = self.frame_clock.take(self.spec.chunk_frames)
         conditioning = [self.conditioning_at(t) for t in times]
         try:
+            started = self.clock()
             images = self.pipeline.step(conditioning)
+            self._step_timer.record(self.clock() - started)
             self.error = None
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"

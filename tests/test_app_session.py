@@ -22,18 +22,36 @@ def session() -> Session:
 
 
 def test_chat_streams_a_reply_and_applies_the_action(session: Session) -> None:
-    history = session.greeting_history()
-    updates = list(session.chat("please wave", history))
+    updates = list(session.chat("please wave"))
     final, _ = updates[-1]
     assert final[-2] == {"role": "user", "content": "please wave"}
     assert "wave" in final[-1]["content"].lower()
     assert session.state.current(time.monotonic())[0] == "wave"
 
 
+def test_the_directive_reaches_the_character_without_the_page_following(session: Session) -> None:
+    session.send("please wave")
+    assert session.chat_history()[-2] == {"role": "user", "content": "please wave"}
+    deadline = time.monotonic() + 5
+    while session.state.current(time.monotonic())[0] != "wave" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert session.state.current(time.monotonic())[0] == "wave"
+
+
+def test_messages_sent_back_to_back_are_answered_in_order(session: Session) -> None:
+    session.send("please wave")
+    session.send("look sad")
+    final = list(session.follow())[-1][0]
+    assert [m["content"] for m in final[1::2]] == ["please wave", "look sad"]
+    assert "wave" in final[2]["content"].lower() and "sad" in final[4]["content"].lower()
+    assert session.state.current(time.monotonic())[1] == "sad"
+
+
 def test_empty_message_gives_a_notice_and_keeps_history(session: Session) -> None:
-    history = session.greeting_history()
-    updates = list(session.chat("   ", history))
-    assert updates[-1][0] == history and updates[-1][1]
+    history = session.chat_history()
+    updates = list(session.chat("   "))
+    assert updates[-1] == (history, ["Type a message first."])
+    assert session.chat_history() == history
 
 
 def test_bad_upload_changes_nothing(session: Session) -> None:
@@ -100,7 +118,7 @@ def test_character_switch_restarts_the_stream_with_the_new_character(session: Se
     _frames_until_live(session, frames)
     assert session.runner is not old_runner and not old_runner.running
     assert session.runner.character.name == "Juno"
-    assert session.greeting_history()[0]["content"].startswith("And we have a caller")
+    assert session.chat_history()[0]["content"].startswith("And we have a caller")
     session.stop()
     next(frames)
 
@@ -123,15 +141,16 @@ def test_stream_time_limit_ends_with_a_friendly_message(
 def test_backend_picked_in_the_page_answers_and_keeps_the_conversation(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    list(session.chat("hello", session.greeting_history()))
+    list(session.chat("hello"))
     with OpenAICompatibleServer() as server:
         server.script.reply = (
             '{"action": "bow", "expression": "shy", "dialogue": "At your service."}'
         )
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         assert session.select_backend("openai") is None
-        final, notice = list(session.chat("please wave", session.greeting_history()))[-1]
-    assert final[-1]["content"] == "At your service." and notice is None
+        updates = list(session.chat("please wave"))
+    final = updates[-1][0]
+    assert final[-1]["content"] == "At your service." and not any(n for _, n in updates)
     assert session.state.current(time.monotonic()) == ("bow", "shy")  # the model's choice
     sent = [m["content"] for m in server.script.requests[-1]["messages"]]
     assert sent[-3:-1] == ["hello", session.conversation.history[-3].content]  # history kept
@@ -156,8 +175,9 @@ def test_backend_that_cannot_answer_here_gives_a_notice_and_chat_goes_on_offline
     notice = session.select_backend(name)
     assert notice is not None and reason in notice and "offline" in notice
     assert session.backend_name == name
-    updates = list(session.chat("please wave", session.greeting_history()))
-    assert any(n and f"The {name} backend failed" in n for _, n in updates)
+    updates = list(session.chat("please wave"))
+    notices = [n for _, batch in updates for n in batch]
+    assert any(f"The {name} backend failed" in n for n in notices)
     assert "wave" in updates[-1][0][-1]["content"].lower()
     assert session.state.current(time.monotonic())[0] == "wave"
 

@@ -10,7 +10,16 @@ import pytest
 
 from pipelines.base import Pipeline, PipelineSpec
 from pipelines.conditioning import Character, Conditioning, Timeline
-from pipelines.stream import FpsMeter, Frame, FrameClock, StreamRunner, newest_due
+from pipelines.stream import (
+    STEP_MARGIN_SECONDS,
+    STEP_SAFETY,
+    FpsMeter,
+    Frame,
+    FrameClock,
+    StepTimer,
+    StreamRunner,
+    newest_due,
+)
 
 
 class ColourPipeline(Pipeline):
@@ -55,6 +64,17 @@ def test_newest_due_drops_late_frames_and_keeps_future_ones() -> None:
     assert [f.display_at for f in frames] == [3.0]
 
 
+def test_step_timer_starts_steps_as_late_as_is_safe() -> None:
+    timer = StepTimer(weight=0.5)
+    assert timer.start_by(due=10.0) == float("-inf")  # nothing measured: start at once
+    timer.record(0.020)
+    timer.record(0.040)
+    assert timer.seconds == pytest.approx(0.030)
+    assert timer.start_by(due=10.0) == pytest.approx(
+        10.0 - STEP_SAFETY * 0.030 - STEP_MARGIN_SECONDS
+    )
+
+
 def test_fps_meter_over_a_window() -> None:
     meter = FpsMeter(window=1.0)
     for i in range(31):
@@ -89,7 +109,7 @@ def test_runner_streams_in_order_and_a_change_lands_in_the_next_chunk() -> None:
         deadline = time.monotonic() + 5
         while runner.next_frame() is None and time.monotonic() < deadline:
             time.sleep(0.005)
-        at = runner.next_render_time()
+        at = runner.change_time()
         timeline.set_action("wave", at)
         changed = None
         while changed is None and time.monotonic() < deadline:
@@ -99,6 +119,7 @@ def test_runner_streams_in_order_and_a_change_lands_in_the_next_chunk() -> None:
             time.sleep(0.002)
         assert changed is not None and changed.conditioning.action == "wave"
         assert changed.display_at - at < 2 / pipeline.spec.fps + 1e-6
+        assert changed.conditioning.action_elapsed > 0  # the first changed frame is under way
         assert runner.showing.conditioning.action == "wave"
     finally:
         runner.stop()

@@ -3,8 +3,9 @@
 The only place that knows both layers (the app page wires gradio events to these methods).
 Frames: `frames()` is the FastRTC generator body; it never blocks the event loop (pipelines are
 built and stepped on worker threads) and ends with a friendly message on Stop or when the
-stream's time is up. Chat: `chat()` streams the reply into the history and applies the action
-and expression as soon as they are known, at the next chunk boundary. Character and pipeline
+stream's time is up. Chat: `send()` shows the message and answers it on a conversation thread
+that applies the action and expression the moment they are known, at the next chunk boundary;
+`follow()` streams the growing reply to the page. Character and pipeline
 switches restart the stream cleanly; bad uploads and unavailable pipelines raise `SessionError`
 with a message to show, and change nothing. A backend switch keeps the conversation; one that
 cannot answer here is still selected, with a notice, and the offline fallback answers meanwhile.
@@ -67,6 +68,11 @@ class Session:
         self.streaming = False
         self._stop_requested = threading.Event()
         self._runner_lock = threading.Lock()
+        self._chat_changed = threading.Condition()
+        self._transcript: list[dict[str, str]] = []
+        self._notices: list[str] = []
+        self._version = 0
+        self._last_turn: threading.Event | None = None
         self._set_card(card or next(iter(self.cards.values())))
 
     # -- character, backend and pipeline ----------------------------------------------------
@@ -76,6 +82,9 @@ class Session:
         self.cards[card.name] = card
         self.state = CharacterState(self.clock())
         self.conversation = Conversation(card, self.backend, fallback=self._fallback())
+        with self._chat_changed:
+            self._transcript = [{"role": "assistant", "content": self.conversation.greeting}]
+            self._version += 1
 
     def _fallback(self) -> Backend | None:
         return None if self.backend is self.offline else self.offline
@@ -124,9 +133,6 @@ class Session:
             raise SessionError(f"The {name} pipeline cannot run here: {reason}")
         self.pipeline_name = name
         self._restart_runner()
-
-    def greeting_history(self) -> list[dict[str, str]]:
-        return [{"role": "assistant", "content": self.conversation.greeting}]
 
     # -- video ------------------------------------------------------------------------------
 
@@ -224,29 +230,86 @@ class Session:
             f"{self.card.name} on {self.pipeline_name}{problem}"
         )
 
-    # -- chat -------------------------------------------------------------------------------
+    # -- chat -----------------------------------------------------------------------------
 
-    def chat(
-        self, message: str, history: list[dict[str, str]]
-    ) -> Iterator[tuple[list[dict[str, str]], str | None]]:
-        """Yield (history, notice) as the reply streams; the action lands at the next chunk."""
-        history = list(history)
-        pending: list[dict[str, str]] | None = None
-        for event in self.conversation.respond(message):
-            if pending is None and (
-                event.text or event.directive or event.action or event.expression
-            ):
-                pending = [
-                    {"role": "user", "content": message.strip()},
-                    {"role": "assistant", "content": ""},
-                ]
-                history += pending
-            at = self.runner.next_render_time() if self.runner is not None else self.clock()
-            if event.action:
-                self.state.apply_action(event.action, at)  # type: ignore[arg-type]
-            if event.expression:
-                self.state.apply_expression(event.expression, at)  # type: ignore[arg-type]
-            if event.text:
-                history[-1] = {"role": "assistant", "content": history[-1]["content"] + event.text}
-                self.state.speak(event.text, at)
-            yield history, event.notice
+    def chat_history(self) -> list[dict[str, str]]:
+        """What the chat shows: the greeting, then every message and reply so far (a copy)."""
+        with self._chat_changed:
+            return [dict(m) for m in self._transcript]
+
+    def send(self, message: str) -> None:
+        """Show the message at once and answer it on a conversation thread, where the action
+        and expression reach the character the moment the backend knows them (no page round
+        trip in between). Replies are produced in the order sent; a message that cannot be
+        sent leaves the chat as it is and queues a notice for `follow`."""
+        with self._chat_changed:
+            if (problem := Conversation.problem(message)) is not None:
+                self._notices.append(problem)
+                self._version += 1
+                self._chat_changed.notify_all()
+                return
+            reply = {"role": "assistant", "content": ""}
+            self._transcript += [{"role": "user", "content": message.strip()}, reply]
+            self._version += 1
+            previous, done = self._last_turn, threading.Event()
+            self._last_turn = done
+        turn = (message, reply, self.conversation, self.state, previous, done)
+        threading.Thread(target=self._answer, args=turn, name="chat-turn", daemon=True).start()
+
+    def _answer(
+        self,
+        message: str,
+        reply: dict[str, str],
+        conversation: Conversation,
+        state: CharacterState,
+        previous: threading.Event | None,
+        done: threading.Event,
+    ) -> None:
+        try:
+            if previous is not None:
+                previous.wait()
+            for event in conversation.respond(message):
+                at = self.runner.change_time() if self.runner is not None else self.clock()
+                if event.action:
+                    state.apply_action(event.action, at)  # type: ignore[arg-type]
+                if event.expression:
+                    state.apply_expression(event.expression, at)  # type: ignore[arg-type]
+                if event.text:
+                    state.speak(event.text, at)
+                with self._chat_changed:
+                    reply["content"] += event.text
+                    self._notices += [event.notice] if event.notice else []
+                    self._version += 1
+                    self._chat_changed.notify_all()
+        except Exception:  # never lose the session over one reply
+            log.exception("chat turn failed")
+            with self._chat_changed:
+                self._notices.append("Sorry, that reply failed; please try again.")
+        finally:
+            done.set()
+            with self._chat_changed:
+                self._chat_changed.notify_all()
+
+    def follow(self) -> Iterator[tuple[list[dict[str, str]], list[str]]]:
+        """Yield (chat, notices to show) as replies grow, until every message sent so far is
+        answered. The page runs this after `send`; it never decides when the video reacts."""
+        with self._chat_changed:
+            last_turn = self._last_turn
+        seen = None
+        while True:
+            with self._chat_changed:
+                finished = last_turn is None or last_turn.is_set()
+                if self._version == seen and not finished:
+                    self._chat_changed.wait(timeout=1.0)
+                    continue
+                seen = self._version
+                chat = [dict(m) for m in self._transcript]
+                notices, self._notices = self._notices, []
+            yield chat, notices
+            if finished:
+                return
+
+    def chat(self, message: str) -> Iterator[tuple[list[dict[str, str]], list[str]]]:
+        """`send`, then `follow`: one message answered, as the page sees it."""
+        self.send(message)
+        yield from self.follow()
