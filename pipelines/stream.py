@@ -37,6 +37,10 @@ STEP_SAFETY = 1.5
 """A step is started this many average step durations (plus STEP_MARGIN_SECONDS) before its
 first frame is due: late enough to sample fresh directives, early enough not to stutter."""
 STEP_MARGIN_SECONDS = 0.005
+PHASE_WINDOW_FRAMES = 30
+PHASE_MARGIN_SECONDS = 0.005
+"""Frames are scheduled to fall due this long before the consumer asks for them (its requests
+jitter by about +-3 ms; a frame not yet due when asked for waits a whole frame more)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,30 @@ class StepTimer:
         if self.seconds is None:  # nothing measured yet: start at once
             return float("-inf")
         return due - STEP_SAFETY * self.seconds - STEP_MARGIN_SECONDS
+
+
+class PhaseLock:
+    """Lines frame due times up with when the consumer asks for frames.
+
+    The consumer (FastRTC's track) asks on its own clock; a frame that falls due just after
+    one request waits in the queue for the next, up to a whole frame, and everything it shows
+    was decided that much earlier. Over a window of handed-out frames this measures the least
+    such wait (the consistent part, not the jitter) and offers it as slack: the frame clock
+    moves later by that much, so frames fall due just before they are asked for.
+    """
+
+    def __init__(self, window: int = PHASE_WINDOW_FRAMES) -> None:
+        self.window = window
+        self._waits: list[float] = []
+
+    def record(self, waited: float) -> float:
+        """Record how long a handed-out frame waited; every `window` frames, return the slack
+        to move the schedule by (0 until then)."""
+        self._waits.append(waited)
+        if len(self._waits) < self.window:
+            return 0.0
+        slack, self._waits = min(self._waits) - PHASE_MARGIN_SECONDS, []
+        return max(slack, 0.0)
 
 
 def newest_due(queue: deque[Frame], now: float) -> Frame | None:
@@ -143,6 +171,7 @@ class StreamRunner:
         self._last_request = clock()
         self._meter = FpsMeter()
         self._step_timer = StepTimer()
+        self._phase = PhaseLock()
         self._thread = threading.Thread(target=self._work, name="stream-runner", daemon=True)
 
     # -- consumer side (event loop) ------------------------------------------------------
@@ -160,6 +189,8 @@ class StreamRunner:
         with self._lock:
             self._last_request = now
             frame = newest_due(self._queue, now)
+            if frame is not None:
+                self.frame_clock.anchor += self._phase.record(now - frame.display_at)
             self._lock.notify_all()
         if frame is not None:
             self.showing = frame

@@ -11,11 +11,13 @@ import pytest
 from pipelines.base import Pipeline, PipelineSpec
 from pipelines.conditioning import Character, Conditioning, Timeline
 from pipelines.stream import (
+    PHASE_MARGIN_SECONDS,
     STEP_MARGIN_SECONDS,
     STEP_SAFETY,
     FpsMeter,
     Frame,
     FrameClock,
+    PhaseLock,
     StepTimer,
     StreamRunner,
     newest_due,
@@ -73,6 +75,13 @@ def test_step_timer_starts_steps_as_late_as_is_safe() -> None:
     assert timer.start_by(due=10.0) == pytest.approx(
         10.0 - STEP_SAFETY * 0.030 - STEP_MARGIN_SECONDS
     )
+
+
+def test_phase_lock_moves_due_times_to_just_before_the_consumer_asks() -> None:
+    lock = PhaseLock(window=4)
+    waits = [0.021, 0.020, 0.035, 0.022]  # the consumer asks ~20 ms after frames fall due
+    assert [lock.record(w) for w in waits] == pytest.approx([0, 0, 0, 0.020 - PHASE_MARGIN_SECONDS])
+    assert [lock.record(0.001) for _ in range(4)][-1] == 0.0  # already in phase: no slack
 
 
 def test_fps_meter_over_a_window() -> None:

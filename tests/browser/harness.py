@@ -33,6 +33,10 @@ CHROMIUM_ARGS = [
 ]
 CHANGE_THRESHOLD = 0.02
 """Fraction of 64x64 probe pixels that must change (by > 40 levels) to count as a new pose."""
+MOVE_THRESHOLD = 0.008
+"""Fraction that counts as the first visible movement: above what idle sway and blinks change
+in 0.3 s (at most 0.5% measured), below what an arm-only gesture like a wave ever reaches
+against its first frame (the 2% of a new pose can take a second, or be first met by sway)."""
 
 PROBE = """
 (() => {
@@ -209,7 +213,8 @@ class PersonaPage:
 
     def send(self, text: str, expect_status: str, timeout_s: float = 10) -> dict[str, float]:
         """Type a message, press Enter; return ms from Enter to the status showing
-        `expect_status` and to the first video frame that differs from the one before Enter."""
+        `expect_status`, to the first video frame that differs from the one before Enter
+        (a new pose), and to the first that visibly moves."""
         watch = self.page.evaluate(f"window.__probe.watch({expect_status!r})")
         self.page.fill("#chat-input textarea", text)
         enter = self.page.evaluate("window.__probe.markReference()")
@@ -222,10 +227,17 @@ class PersonaPage:
             timeout=timeout_s * 1000,
         )
         status_t = self.page.evaluate(f"window.__probe.watching[{watch}].t")
-        changed_t = self.page.evaluate(
-            f"window.__probe.frames.find(f => f.t > {enter} && f.changed > {CHANGE_THRESHOLD}).t"
+        changed_t, moved_t = (
+            self.page.evaluate(
+                f"window.__probe.frames.find(f => f.t > {enter} && f.changed > {threshold}).t"
+            )
+            for threshold in (CHANGE_THRESHOLD, MOVE_THRESHOLD)
         )
-        return {"status_ms": status_t - enter, "changed_frame_ms": changed_t - enter}
+        return {
+            "status_ms": status_t - enter,
+            "changed_frame_ms": changed_t - enter,
+            "moved_frame_ms": moved_t - enter,
+        }
 
     def idle_change(self, seconds: float = 1.5) -> float:
         """The most the idle video changes from a reference frame over a while (the noise floor)."""
