@@ -160,3 +160,25 @@ def test_backend_picker_switches_to_a_language_model_and_to_one_that_cannot_run(
     page.send("please wave", "action: wave")
     page.page.wait_for_selector("text=answering offline", timeout=10_000)
     assert "wave" in page.chat_messages()[-1].lower() and page.connected()
+
+
+def test_an_empty_message_gets_a_notice_and_the_chat_is_kept(page: PersonaPage) -> None:
+    page.page.wait_for_function("document.querySelectorAll('#chat .message').length > 0")
+    before = page.chat_messages()
+    page.page.press("#chat-input textarea", "Enter")
+    page.page.wait_for_selector("text=Type a message first", timeout=10_000)
+    assert page.chat_messages() == before
+
+
+def test_a_stream_over_the_limit_is_told_to_try_later(browser: object) -> None:
+    with running_app(PERSONA_MAX_STREAMS="1") as (url, _):
+        first, second = PersonaPage(browser, url), PersonaPage(browser, url)
+        try:
+            first.start()
+            second.page.click("#start-btn")
+            second.page.wait_for_selector("text=Too many concurrent users", timeout=15_000)
+            assert not second.connected() and first.connected()
+            assert first.fps(2.0) >= 20  # the one allowed stream plays on
+        finally:
+            first.close()
+            second.close()
