@@ -133,6 +133,12 @@ def on_follow(state: dict):
         yield chat
 
 
+def on_clear(state: dict):
+    session = _session(state)
+    session.clear_chat()
+    return session.chat_history()
+
+
 def on_character(name: str, state: dict):
     session = _session(state)
     try:
@@ -255,6 +261,7 @@ def build_page() -> gr.Blocks:
         message.submit(on_send, [message, state], [chat, message], queue=False).then(
             on_follow, [state], [chat], concurrency_limit=None, show_progress="hidden"
         )
+        chat.clear(on_clear, [state], [chat])
         character.input(on_character, [character, state], [chat])
         upload.upload(on_upload, [upload, state], [chat, character, upload])
         pipeline.input(on_pipeline, [pipeline, state], [pipeline])

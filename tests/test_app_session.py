@@ -47,6 +47,17 @@ def test_messages_sent_back_to_back_are_answered_in_order(session: Session) -> N
     assert session.state.current(time.monotonic())[1] == "sad"
 
 
+def test_clearing_the_chat_starts_the_conversation_afresh(session: Session) -> None:
+    list(session.chat("please wave"))
+    session.clear_chat()
+    assert session.chat_history() == [
+        {"role": "assistant", "content": session.conversation.greeting}
+    ]
+    assert [t.role for t in session.conversation.history] == ["assistant"]
+    final = list(session.chat("look sad"))[-1][0]
+    assert [m["content"] for m in final[1::2]] == ["look sad"]
+
+
 def test_empty_message_gives_a_notice_and_keeps_history(session: Session) -> None:
     history = session.chat_history()
     updates = list(session.chat("   "))

@@ -81,7 +81,11 @@ class Session:
         self.card = card
         self.cards[card.name] = card
         self.state = CharacterState(self.clock())
-        self.conversation = Conversation(card, self.backend, fallback=self._fallback())
+        self.clear_chat()
+
+    def clear_chat(self) -> None:
+        """Start the conversation afresh (the chat's clear button); the stream plays on."""
+        self.conversation = Conversation(self.card, self.backend, fallback=self._fallback())
         with self._chat_changed:
             self._transcript = [{"role": "assistant", "content": self.conversation.greeting}]
             self._version += 1

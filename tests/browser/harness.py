@@ -33,6 +33,8 @@ CHROMIUM_ARGS = [
 ]
 CHANGE_THRESHOLD = 0.02
 """Fraction of 64x64 probe pixels that must change (by > 40 levels) to count as a new pose."""
+CHAT_MESSAGE = "#chat .message:not(:has(.message))"
+"""One chat message (gradio nests a `.message` panel inside each `.message` row)."""
 MOVE_THRESHOLD = 0.008
 """Fraction that counts as the first visible movement: above what idle sway and blinks change
 in 0.3 s (at most 0.5% measured), below what an arm-only gesture like a wave ever reaches
@@ -248,7 +250,14 @@ class PersonaPage:
         )
 
     def chat_messages(self) -> list[str]:
-        return self.page.locator("#chat .message").all_inner_texts()
+        return self.page.locator(CHAT_MESSAGE).all_inner_texts()
+
+    def wait_for_messages(self, count: int, *, exactly: bool = False) -> None:
+        """Wait until the chat shows `count` messages (at least, or exactly)."""
+        compare = "===" if exactly else ">="
+        self.page.wait_for_function(
+            f"document.querySelectorAll({CHAT_MESSAGE!r}).length {compare} {count}"
+        )
 
     def close(self) -> None:
         self.page.close()

@@ -48,7 +48,7 @@ def test_page_has_the_contract_elements_and_greeting(page: PersonaPage) -> None:
         "persona-status",
     ):
         assert page.page.locator(f"#{element}").count() == 1, element
-    page.page.wait_for_function("document.querySelectorAll('#chat .message').length > 0")
+    page.wait_for_messages(1)
     assert "Bram" in page.chat_messages()[0]
     page.page.wait_for_function(
         "document.querySelector('#persona-status textarea').value.includes('action:')"
@@ -68,7 +68,7 @@ def test_stream_plays_and_acts_out_a_chat_message(page: PersonaPage) -> None:
     assert "fps" in page.status() and "live" in page.status()
     timings = page.send("please wave", "action: wave")
     assert timings["status_ms"] > 0 and timings["changed_frame_ms"] > 0
-    page.page.wait_for_function("document.querySelectorAll('#chat .message').length >= 3")
+    page.wait_for_messages(3)
     assert "wave" in page.chat_messages()[-1].lower()
 
 
@@ -163,7 +163,7 @@ def test_backend_picker_switches_to_a_language_model_and_to_one_that_cannot_run(
 
 
 def test_an_empty_message_gets_a_notice_and_the_chat_is_kept(page: PersonaPage) -> None:
-    page.page.wait_for_function("document.querySelectorAll('#chat .message').length > 0")
+    page.wait_for_messages(1)
     before = page.chat_messages()
     page.page.press("#chat-input textarea", "Enter")
     page.page.wait_for_selector("text=Type a message first", timeout=10_000)
@@ -182,3 +182,17 @@ def test_a_stream_over_the_limit_is_told_to_try_later(browser: object) -> None:
         finally:
             first.close()
             second.close()
+
+
+def test_clearing_the_chat_starts_afresh(page: PersonaPage) -> None:
+    page.wait_for_messages(1)
+    page.page.fill("#chat-input textarea", "please wave")
+    page.page.press("#chat-input textarea", "Enter")
+    page.wait_for_messages(3)
+    page.page.click("#chat button[aria-label='Clear']")
+    page.wait_for_messages(1, exactly=True)
+    page.page.fill("#chat-input textarea", "look sad")
+    page.page.press("#chat-input textarea", "Enter")
+    page.wait_for_messages(3)
+    messages = page.chat_messages()
+    assert "Bram" in messages[0] and messages[1] == "look sad" and len(messages) == 3
