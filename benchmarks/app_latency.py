@@ -38,6 +38,10 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=8)
@@ -57,16 +61,19 @@ def main() -> None:
             page.page.wait_for_timeout(GESTURE_GAP_SECONDS * 1000)
             timings = page.send(text, f"action: {action}")
             status_ms.append(timings["status_ms"])
-            changed_ms.append(timings["changed_frame_ms"])
-            moved_ms.append(timings["moved_frame_ms"])
+            for figures, key in ((moved_ms, "moved_frame_ms"), (changed_ms, "changed_frame_ms")):
+                if timings[key] is not None:
+                    figures.append(timings[key])
         result = {
             "pipeline": args.pipeline,
             "browser_fps": round(fps, 1),
-            "enter_to_status_ms_p50": round(statistics.median(status_ms), 1),
-            "enter_to_changed_frame_ms_p50": round(statistics.median(changed_ms), 1),
-            "enter_to_changed_frame_ms_max": round(max(changed_ms), 1),
-            "enter_to_moved_frame_ms_p50": round(statistics.median(moved_ms), 1),
-            "enter_to_moved_frame_ms_max": round(max(moved_ms), 1),
+            "enter_to_status_ms_p50": _median(status_ms),
+            "enter_to_changed_frame_ms_p50": _median(changed_ms),
+            "enter_to_changed_frame_ms_max": round(max(changed_ms), 1) if changed_ms else None,
+            "trials_without_new_pose": args.trials - len(changed_ms),
+            "enter_to_moved_frame_ms_p50": _median(moved_ms),
+            "enter_to_moved_frame_ms_max": round(max(moved_ms), 1) if moved_ms else None,
+            "trials_without_movement": args.trials - len(moved_ms),
             "trials": args.trials,
             "server_ready_s": round(startup_s, 2),
             "click_to_playing_s": round(playing_s, 2),

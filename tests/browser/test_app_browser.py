@@ -67,7 +67,7 @@ def test_stream_plays_and_acts_out_a_chat_message(page: PersonaPage) -> None:
     assert 0 in targets
     assert "fps" in page.status() and "live" in page.status()
     timings = page.send("please wave", "action: wave")
-    assert timings["status_ms"] > 0 and timings["changed_frame_ms"] > 0
+    assert timings["status_ms"] > 0 and timings["moved_frame_ms"] is not None  # video moved
     page.wait_for_messages(3)
     assert "wave" in page.chat_messages()[-1].lower()
 
@@ -126,7 +126,7 @@ def test_tiny_ar_picked_in_the_page_streams_and_acts(page: PersonaPage) -> None:
     page.start(timeout_s=60)
     assert page.fps(3.0) > 5
     timings = page.send("please jump", "action: jump", timeout_s=20)
-    assert timings["changed_frame_ms"] > 0
+    assert timings["moved_frame_ms"] is not None
     assert "tiny_ar" in page.status() and "error" not in page.status()
 
 
