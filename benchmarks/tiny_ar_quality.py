@@ -1,6 +1,6 @@
 """How well `tiny_ar` renders the persona, measured against its puppet teacher (JSON).
 
-python benchmarks/tiny_ar_quality.py [--clips 48] [--minutes 10] [--steps 3]
+python benchmarks/tiny_ar_quality.py [--clips 48] [--minutes 10] [--steps 3] [--guidance 0]
 
 - fidelity: PSNR and SSIM of the next block when the cache holds the puppet's true frames
   (teacher-forced), and of free-running 4-second streams.
@@ -75,8 +75,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Harness:
-    def __init__(self, model: TinyARTransformer, steps: int) -> None:
-        self.model, self.steps = model, steps
+    def __init__(self, model: TinyARTransformer, steps: int, guidance: float) -> None:
+        self.model, self.steps, self.guidance = model, steps, guidance
         self.block = model.config.block_frames
         self.size = (model.config.height, model.config.width)
 
@@ -92,7 +92,14 @@ class Harness:
         for s in range(0, features.shape[1], self.block):
             f = features[:, s : s + self.block]
             x0 = generate_block(
-                self.model, cache, f, s, steps=self.steps, generator=g, commit=not teacher_forced
+                self.model,
+                cache,
+                f,
+                s,
+                steps=self.steps,
+                generator=g,
+                commit=not teacher_forced,
+                expression_guidance=self.guidance,
             )
             if teacher_forced:
                 self.model.commit_block(truth[:, s : s + self.block], f, cache, s)
@@ -213,6 +220,7 @@ def identity(h: Harness, minutes: float, fps: float) -> dict[str, object]:
             torch.from_numpy(features_for(conds))[None],
             s,
             steps=h.steps,
+            expression_guidance=h.guidance,
             generator=g,
         )[0]
         for m_frame, m in marks.items():
@@ -242,15 +250,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=TinyARConfig().weights)
     parser.add_argument("--steps", type=int, default=TinyARConfig().steps)
+    parser.add_argument("--guidance", type=float, default=TinyARConfig().expression_guidance)
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=12.0)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     model = TinyARTransformer.from_pretrained(args.weights, torch_dtype=torch.float32).eval()
-    h = Harness(model, args.steps)
+    h = Harness(model, args.steps, args.guidance)
     with torch.inference_mode():
-        result = {"steps": args.steps, "fidelity": fidelity(h, args.clips)}
+        result = {"steps": args.steps, "expression_guidance": args.guidance}
+        result["fidelity"] = fidelity(h, args.clips)
         result["responsiveness"] = responsiveness(h, args.fps)
         result["identity"] = identity(h, args.minutes, args.fps)
     print(json.dumps(result))

@@ -27,5 +27,12 @@ class TinyARConfig(BaseModel):
     )
     fps: float = Field(default=12.0, gt=0, le=60)
     steps: int = Field(default=2, ge=1, le=8, description="Denoising steps per block.")
+    expression_guidance: float = Field(
+        default=3.0,
+        ge=0,
+        le=10,
+        description="Weight of the push away from a neutral face at the last step (0: off). "
+        "Costs one more pass per block while the face is not neutral.",
+    )
     seed: int = Field(default=0, ge=0)
     threads: int = Field(default=1, ge=0, description="torch threads; 0 keeps torch's default.")

@@ -26,6 +26,9 @@ HOLD_BEATS_HZ: tuple[float, ...] = (0.4, 0.8, 1.6, 3.2)
 _PHASE_SIZE = 6 + 2 * len(HOLD_BEATS_HZ)
 FEATURE_SIZE = len(ACTIONS) + len(EXPRESSIONS) + 2 * _PHASE_SIZE + 3
 """Length of the vector `conditioning_features` returns."""
+EXPRESSION_SLICE = slice(len(ACTIONS), len(ACTIONS) + len(EXPRESSIONS))
+"""Where the expression mixture sits in the vector."""
+NEUTRAL_FEATURE = len(ACTIONS) + _EXPRESSION_INDEX["neutral"]
 
 
 def _phase(progress: float, elapsed: float) -> list[float]:

@@ -81,6 +81,7 @@ class TinyARPipeline(Pipeline):
             self._frame,
             steps=self.config.steps,
             generator=self._generator,
+            expression_guidance=self.config.expression_guidance,
         )[0]
         self._frame += len(conditioning)
         display = F.interpolate(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pipelines.tiny_ar.features import EXPRESSION_SLICE, NEUTRAL_FEATURE
 from pipelines.tiny_ar.model import TinyARCache, TinyARTransformer
 
 SCHEDULE_SHIFT = 2.0
@@ -32,12 +33,16 @@ def generate_block(
     steps: int,
     generator: torch.Generator | None = None,
     commit: bool = True,
+    expression_guidance: float = 0.0,
 ) -> Tensor:
     """Denoise one block (B, F, C, H, W) in [-1, 1] and write it into the cache.
 
     1. start from noise; 2. at each level predict x0 and re-noise it to the next level with
-    fresh noise; 3. rerun the final x0 at level 0 to write the block into the KV cache (skipped
-    with commit=False, for callers that cache something else, such as the true frames).
+    fresh noise; at the last level, while the face is not neutral, also predict x0 with a
+    neutral face and push away from it by `expression_guidance` (guidance against a negative
+    condition: a face is a few pixels here, and this is what makes expressions read);
+    3. rerun the final x0 at level 0 to write the block into the KV cache (skipped with
+    commit=False, for callers that cache something else, such as the true frames).
     """
     b, f = features.shape[:2]
     c, h, w = model.config.channels, model.config.height, model.config.width
@@ -48,10 +53,18 @@ def generate_block(
         return torch.randn(shape, generator=generator, device=device)
 
     sigmas = sigmas_for(steps)
+    guided = expression_guidance > 0 and bool((features[..., NEUTRAL_FEATURE] < 1.0).any())
     x = noise()
     for i, sigma in enumerate(sigmas):
         level = torch.full((b, f), sigma, device=device)
-        x0 = model.denoise_block(x, level, features, cache, first_frame).clamp(-1.0, 1.0)
+        x0 = model.denoise_block(x, level, features, cache, first_frame)
+        if guided and i + 1 == len(sigmas):
+            neutral = features.clone()
+            neutral[..., EXPRESSION_SLICE] = 0.0
+            neutral[..., NEUTRAL_FEATURE] = 1.0
+            plain = model.denoise_block(x, level, neutral, cache, first_frame)
+            x0 = x0 + expression_guidance * (x0 - plain)
+        x0 = x0.clamp(-1.0, 1.0)
         if i + 1 < len(sigmas):
             x = (1.0 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise()
     if commit:
