@@ -1,111 +1,135 @@
-"""Speed of the streaming Wan2.1-T2V-1.3B architecture with random weights (JSON).
+"""Speed of the streaming `wan` pipeline at Wan2.1-T2V-1.3B size with random weights (JSON).
 
 python benchmarks/wan_speed.py [--device cuda] [--blocks 10] [--width 832 --height 480]
+    [--block-frames 3] [--sink-frames 3] [--window-frames 9] [--tiny-decoder]
 
-Speed does not depend on weight values, so this builds the full-size transformer and VAE with
-random weights and runs the real streaming loop: per block of 3 latent frames, the 4-step
-Self-Forcing schedule (x0 prediction, re-noise), the extra t=0 pass that writes the block into a
-LongLive-style KV cache (3-frame sink + rolling window), and the VAE decode of the block.
-Prints steady-state fps (video frames), time to first frame and peak GPU memory. `--tiny` runs
-a tiny configuration on CPU to check the script itself.
+Speed does not depend on weight values, so this builds a real `WanPipeline` from randomly
+initialised full-size parts (the 1.3B transformer; diffusers' AutoencoderKLWan, or the
+TAEHV-size tiny decoder with `--tiny-decoder`) and times exactly what the app runs:
+`pipeline.reset(character)`, then one `pipeline.step(conditioning)` per block (few-step
+denoising, the t=0 pass into the sink + rolling-window KV cache, the streaming decode, uint8
+frames back on the CPU). The conditioning never changes, so no block re-caches. The text
+encoder is a 2-layer umT5 stand-in of the transformer's text width: it gives the same 512-token
+embeddings to cross-attend to, but the real umT5-XXL, which runs once per new prompt (not per
+block), is not timed, not even in the time to first frame.
+
+Prints one JSON line: steady-state fps (video frames per second at the median block after the
+first), block ms p50/p95, time to first frame (reset + first step), peak GPU memory on cuda and
+the transformer's parameter count. `--tiny` runs the same code with tiny parts (a CPU check).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from diffusers import AutoencoderKLWan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.wan.schedule import NUM_TRAIN_TIMESTEPS, warped_timesteps
+from pipelines.conditioning import Character, Conditioning
+from pipelines.wan import WAN_1_3B, WanConfig
+from pipelines.wan.pipeline import WanPipeline
+from pipelines.wan.text import WanTextEncoder
+from pipelines.wan.tiny_vae import StreamingTinyDecoder, TinyWanDecoder
 from pipelines.wan.transformer import CausalWanTransformer
+from pipelines.wan.vae import StreamingWanDecoder
+from tests.wan_tiny import tiny_umt5, word_tokenizer
 
-WAN_1_3B = dict(
-    num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096
+
+@dataclass(frozen=True)
+class Size:
+    """The random parts' configs and the default frame size: all that differs with `--tiny`."""
+
+    transformer: dict[str, object]
+    vae: dict[str, object]
+    tiny_decoder: dict[str, object]
+    width: int
+    height: int
+
+
+FULL = Size(transformer=WAN_1_3B, vae={}, tiny_decoder={}, width=832, height=480)
+"""Wan2.1-T2V-1.3B; AutoencoderKLWan's and TinyWanDecoder's defaults are the published ones."""
+TINY = Size(
+    transformer=dict(
+        num_attention_heads=2, attention_head_dim=16, ffn_dim=64, num_layers=2, text_dim=32
+    ),
+    vae=dict(base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1),
+    tiny_decoder=dict(widths=(8, 8, 8, 8)),
+    width=64,
+    height=32,
 )
-TINY = dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, num_layers=2, text_dim=32)
-VAE_TEMPORAL = 4
-"""Video frames per latent frame after the first (Wan's VAE compresses time 4x)."""
+TEXT_FFN_DIM = 16
+"""The stand-in umT5's feed-forward width: only its output shape matters here."""
+CHARACTER = Character(name="Benchmark")
 
 
-def build_vae(tiny: bool, device: torch.device, dtype: torch.dtype):
-    from diffusers import AutoencoderKLWan
-
+def build_pipeline(size: Size, config: WanConfig) -> WanPipeline:
+    """A WanPipeline of random parts of `size`, on `config`'s device and dtype."""
+    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
+    torch.manual_seed(config.seed)
     with device:
-        vae = AutoencoderKLWan(base_dim=8, z_dim=16) if tiny else AutoencoderKLWan()
-    return vae.to(dtype).eval()
+        transformer = CausalWanTransformer(**size.transformer).to(dtype)
+        decoder = (
+            StreamingTinyDecoder(TinyWanDecoder(**size.tiny_decoder).to(dtype).eval())
+            if config.use_tiny_decoder
+            else StreamingWanDecoder(AutoencoderKLWan(**size.vae).to(dtype).eval())
+        )
+    # No vocabulary (every word is <unk>): the embeddings are padded to 512 tokens regardless.
+    umt5 = tiny_umt5(vocab_size=3, d_model=transformer.config.text_dim, d_ff=TEXT_FFN_DIM)
+    text_encoder = WanTextEncoder(umt5.to(device, dtype), word_tokenizer([]))
+    return WanPipeline(config, transformer=transformer, text_encoder=text_encoder, decoder=decoder)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-@torch.inference_mode()
 def run(args: argparse.Namespace) -> dict[str, object]:
+    size = TINY if args.tiny else FULL
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.manual_seed(0)
-    with device:
-        model = CausalWanTransformer(**(TINY if args.tiny else WAN_1_3B))
-    model = model.to(dtype).eval()
-    vae = build_vae(args.tiny, device, dtype) if not args.no_vae else None
-    params = sum(p.numel() for p in model.parameters())
-    lat_h, lat_w = args.height // 8, args.width // 8
-    text = torch.randn(1, 512, model.config.text_dim, device=device, dtype=dtype)
-    cache = model.new_cache(sink_frames=args.sink_frames, window_frames=args.window_frames)
-    timesteps = warped_timesteps()
-    block_seconds, decode_seconds, first_frame_s = [], [], None
+    config = WanConfig(
+        width=args.width or size.width,
+        height=args.height or size.height,
+        block_frames=args.block_frames,
+        sink_frames=args.sink_frames,
+        window_frames=args.window_frames,
+        use_tiny_decoder=args.tiny_decoder,
+        device=args.device,
+        dtype="bfloat16" if device.type == "cuda" else "float32",
+    )
+    pipeline = build_pipeline(size, config)
+    assert pipeline.transformer is not None
+    params = sum(p.numel() for p in pipeline.transformer.parameters())
+    chunk = [Conditioning()] * pipeline.spec.chunk_frames
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
+    # step returns uint8 frames on the CPU, so each end time is after the GPU finished.
     start = time.perf_counter()
-    for b in range(args.blocks):
-        sync(device)
-        t0 = time.perf_counter()
-        first = b * args.block_frames
-        shape = (1, 16, args.block_frames, lat_h, lat_w)
-        x = torch.randn(shape, device=device, dtype=dtype)
-        for i, t in enumerate(timesteps):
-            flow = model.forward_block(x, t, text, cache, start_frame=first, update_cache=False)
-            x0 = x - (t / NUM_TRAIN_TIMESTEPS) * flow
-            if i + 1 < len(timesteps):
-                sigma = timesteps[i + 1] / NUM_TRAIN_TIMESTEPS
-                x = (1 - sigma) * x0 + sigma * torch.randn_like(x0)
-        model.forward_block(x0, 0.0, text, cache, start_frame=first, update_cache=True)
-        sync(device)
-        t1 = time.perf_counter()
-        if vae is not None:
-            vae.decode(x0)
-        sync(device)
-        t2 = time.perf_counter()
-        if first_frame_s is None:
-            first_frame_s = t2 - start
-        block_seconds.append(t2 - t0)
-        decode_seconds.append(t2 - t1)
-    steady = block_seconds[1:] or block_seconds
-    video_frames = VAE_TEMPORAL * args.block_frames
+    pipeline.reset(CHARACTER)
+    ends = []
+    for _ in range(args.blocks):
+        pipeline.step(chunk)
+        ends.append(time.perf_counter())
+    block_ms_p50, block_ms_p95 = 1000 * np.percentile(np.diff(ends), [50, 95])
     return {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "params_m": round(params / 1e6, 1),
-        "size": f"{args.width}x{args.height}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "params": params,
+        "size": f"{config.width}x{config.height}",
+        "decoder": "tiny" if config.use_tiny_decoder else "wan_vae",
         "blocks": args.blocks,
-        "latent_frames_per_block": args.block_frames,
-        "steps": len(timesteps),
-        "sink_frames": args.sink_frames,
-        "window_frames": args.window_frames,
-        "fps_median": round(video_frames / statistics.median(steady), 2),
-        "block_ms_median": round(1000 * statistics.median(steady), 1),
-        "decode_ms_median": round(
-            1000 * statistics.median(decode_seconds[1:] or decode_seconds), 1
-        ),
-        "time_to_first_frame_s": round(first_frame_s or 0.0, 3),
-        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        "latent_frames_per_block": config.block_frames,
+        "video_frames_per_block": pipeline.spec.chunk_frames,
+        "steps": len(pipeline.timesteps),
+        "sink_frames": config.sink_frames,
+        "window_frames": config.window_frames,
+        "fps_median": round(1000 * pipeline.spec.chunk_frames / block_ms_p50, 2),
+        "block_ms_p50": round(block_ms_p50, 1),
+        "block_ms_p95": round(block_ms_p95, 1),
+        "time_to_first_frame_s": round(ends[0] - start, 3),
+        "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         if device.type == "cuda"
         else None,
     }
@@ -114,17 +138,19 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--blocks", type=int, default=10)
-    parser.add_argument("--block-frames", type=int, default=3)
-    parser.add_argument("--sink-frames", type=int, default=3)
-    parser.add_argument("--window-frames", type=int, default=9)
-    parser.add_argument("--width", type=int, default=832)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--no-vae", action="store_true", help="Time the transformer only.")
-    parser.add_argument("--tiny", action="store_true", help="Tiny random config (CPU check).")
+    parser.add_argument("--blocks", type=int, default=10, help="Steps timed, the first included.")
+    parser.add_argument("--width", type=int, help="Default 832 (64 with --tiny).")
+    parser.add_argument("--height", type=int, help="Default 480 (32 with --tiny).")
+    parser.add_argument("--block-frames", type=int, default=3, help="WanConfig.block_frames")
+    parser.add_argument("--sink-frames", type=int, default=3, help="WanConfig.sink_frames")
+    parser.add_argument("--window-frames", type=int, default=9, help="WanConfig.window_frames")
+    parser.add_argument(
+        "--tiny-decoder", action="store_true", help="WanConfig.use_tiny_decoder (TAEHV size)."
+    )
+    parser.add_argument("--tiny", action="store_true", help="Tiny random parts (CPU check).")
     args = parser.parse_args()
-    if args.tiny:
-        args.width, args.height, args.blocks = 64, 32, 3
+    if args.blocks < 2:
+        parser.error("--blocks must be >= 2: the first block is start-up, not steady state")
     print(json.dumps(run(args)))
 
 
