@@ -38,11 +38,12 @@ def generate_block(
     """Denoise one block (B, F, C, H, W) in [-1, 1] and write it into the cache.
 
     1. start from noise; 2. at each level predict x0 and re-noise it to the next level with
-    fresh noise; at the last level, while the face is not neutral, also predict x0 with a
-    neutral face and push away from it by `expression_guidance` (guidance against a negative
-    condition: a face is a few pixels here, and this is what makes expressions read);
-    3. rerun the final x0 at level 0 to write the block into the KV cache (skipped with
-    commit=False, for callers that cache something else, such as the true frames).
+    fresh noise; 3. rerun the final x0 at level 0 to write the block into the KV cache (skipped
+    with commit=False, for callers that cache something else, such as the true frames).
+    While the face is not neutral, the last level also predicts x0 with a neutral face, and the
+    block returned is pushed away from it by `expression_guidance` (guidance against a negative
+    condition: a face is a few pixels here, and this is what makes expressions read). The cache
+    still gets the unguided x0: fed back, the exaggeration compounded into colour drift.
     """
     b, f = features.shape[:2]
     c, h, w = model.config.channels, model.config.height, model.config.width
@@ -58,15 +59,15 @@ def generate_block(
     for i, sigma in enumerate(sigmas):
         level = torch.full((b, f), sigma, device=device)
         x0 = model.denoise_block(x, level, features, cache, first_frame)
-        if guided and i + 1 == len(sigmas):
-            neutral = features.clone()
-            neutral[..., EXPRESSION_SLICE] = 0.0
-            neutral[..., NEUTRAL_FEATURE] = 1.0
-            plain = model.denoise_block(x, level, neutral, cache, first_frame)
-            x0 = x0 + expression_guidance * (x0 - plain)
-        x0 = x0.clamp(-1.0, 1.0)
         if i + 1 < len(sigmas):
-            x = (1.0 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise()
+            x = (1.0 - sigmas[i + 1]) * x0.clamp(-1.0, 1.0) + sigmas[i + 1] * noise()
+    shown = x0
+    if guided:
+        neutral = features.clone()
+        neutral[..., EXPRESSION_SLICE] = 0.0
+        neutral[..., NEUTRAL_FEATURE] = 1.0
+        plain = model.denoise_block(x, level, neutral, cache, first_frame)
+        shown = x0 + expression_guidance * (x0 - plain)
     if commit:
-        model.commit_block(x0, features, cache, first_frame)
-    return x0
+        model.commit_block(x0.clamp(-1.0, 1.0), features, cache, first_frame)
+    return shown.clamp(-1.0, 1.0)
