@@ -54,7 +54,8 @@ class FrameClock:
     """When each frame is due: frame n is shown at anchor + n / fps.
 
     If rendering falls behind real time, `catch_up` moves the anchor so the next frame is due
-    now instead of in the past (the stream slows down rather than fast-forwarding).
+    when it can be ready instead of in the past (the stream slows down rather than
+    fast-forwarding or dropping frames).
     """
 
     def __init__(self, fps: float, anchor: float) -> None:
@@ -65,9 +66,10 @@ class FrameClock:
     def display_time(self, index: int) -> float:
         return self.anchor + index / self.fps
 
-    def catch_up(self, now: float) -> None:
-        if self.display_time(self.next_index) < now:
-            self.anchor = now - self.next_index / self.fps
+    def catch_up(self, earliest: float) -> None:
+        """Make the next frame due no earlier than `earliest`."""
+        if self.display_time(self.next_index) < earliest:
+            self.anchor = earliest - self.next_index / self.fps
 
     def take(self, count: int) -> list[float]:
         """Display times of the next `count` frames, which are now spoken for."""
@@ -248,7 +250,9 @@ class StreamRunner:
         if wait > 0 and self._stop.wait(wait):
             return
         with self._lock:
-            self.frame_clock.catch_up(self.clock())
+            # Behind schedule: the chunk falls due when it will be ready, not before (frames
+            # that were due before they existed would be dropped as stale on arrival).
+            self.frame_clock.catch_up(self.clock() + (self._step_timer.seconds or 0.0))
             times = self.frame_clock.take(self.spec.chunk_frames)
         conditioning = [self.conditioning_at(t) for t in times]
         try:

@@ -53,9 +53,9 @@ class ColourPipeline(Pipeline):
 def test_frame_clock_schedules_and_catches_up() -> None:
     clock = FrameClock(fps=10.0, anchor=100.0)
     assert clock.take(3) == pytest.approx([100.0, 100.1, 100.2])
-    clock.catch_up(now=100.25)  # next frame (100.3) still in the future: unchanged
+    clock.catch_up(earliest=100.25)  # next frame (100.3) still in the future: unchanged
     assert clock.display_time(clock.next_index) == pytest.approx(100.3)
-    clock.catch_up(now=105.0)  # fell behind: the next frame is due now, not in the past
+    clock.catch_up(earliest=105.0)  # fell behind: the next frame is due now, not in the past
     assert clock.take(1) == pytest.approx([105.0])
 
 
@@ -141,3 +141,18 @@ def test_runner_survives_failing_steps() -> None:
     assert pipeline.steps > 3 and len(frames) > 10
     times = [f.display_at for f in frames]
     assert times == sorted(times)
+
+
+class SlowPipeline(ColourPipeline):
+    """Takes longer per chunk than the chunk lasts on screen: the stream must slow down."""
+
+    def step(self, conditioning):  # type: ignore[no-untyped-def]
+        time.sleep(0.06)  # 2 frames at 50 fps last 0.04 s
+        return super().step(conditioning)
+
+
+def test_a_pipeline_slower_than_real_time_slows_the_stream_without_dropping_frames() -> None:
+    pipeline = SlowPipeline()
+    frames = _run(pipeline, Timeline(time.monotonic()), seconds=1.5)
+    rendered = 2 * (pipeline.steps - 1)  # the last chunk may still be in flight
+    assert len(frames) >= 0.9 * rendered  # frames due before they existed were dropped: ~0.5
