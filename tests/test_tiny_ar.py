@@ -229,3 +229,22 @@ def test_real_weights_show_a_directed_expression(pipeline, seed: int) -> None:
         return F.mse_loss(generated[last], truth).item()
 
     assert error(sad[last]) < error(neutral[last])
+
+
+@pytest.mark.parametrize(("fps", "kept"), [(60.0, False), (1.0, True)])
+def test_expression_guidance_is_dropped_when_the_frame_rate_cannot_afford_it(
+    fps: float, kept: bool
+) -> None:
+    """A guided block must fit 95% of its screen time (2 frames at 60 fps: 32 ms, which these
+    weights cannot do on a CPU; at 1 fps: 1.9 s); a stream that cannot afford it turns it off."""
+    pipe = build_pipeline("tiny_ar", threads=0, fps=fps)
+    timeline = Timeline()
+    timeline.set_expression("sad", 0.0)
+    conditioning = [timeline.sample(i / fps) for i in range(16)]
+    pipe.reset(Character(name="A"))
+    for i in range(0, 16, 2):
+        pipe.step(conditioning[i : i + 2])
+    assert (pipe.expression_guidance > 0) == kept
+    pipe.reset(Character(name="A"))  # every stream starts with it on
+    assert pipe.expression_guidance == TinyARConfig().expression_guidance
+    pipe.close()

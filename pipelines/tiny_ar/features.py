@@ -31,6 +31,12 @@ EXPRESSION_SLICE = slice(len(ACTIONS), len(ACTIONS) + len(EXPRESSIONS))
 NEUTRAL_FEATURE = len(ACTIONS) + _EXPRESSION_INDEX["neutral"]
 
 
+def shows_expression(features) -> bool:  # type: ignore[no-untyped-def]
+    """Whether any frame of a feature block (array or tensor, …, FEATURE_SIZE) has a face
+    that is not wholly neutral."""
+    return bool((features[..., NEUTRAL_FEATURE] < 1.0).any())
+
+
 def _phase(progress: float, elapsed: float) -> list[float]:
     """Where an action is: its progress as a few harmonics, its elapsed time as beats."""
     angle = math.pi * progress

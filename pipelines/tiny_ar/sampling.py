@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pipelines.tiny_ar.features import EXPRESSION_SLICE, NEUTRAL_FEATURE
+from pipelines.tiny_ar.features import EXPRESSION_SLICE, NEUTRAL_FEATURE, shows_expression
 from pipelines.tiny_ar.model import TinyARCache, TinyARTransformer
 
 SCHEDULE_SHIFT = 2.0
@@ -54,7 +54,7 @@ def generate_block(
         return torch.randn(shape, generator=generator, device=device)
 
     sigmas = sigmas_for(steps)
-    guided = expression_guidance > 0 and bool((features[..., NEUTRAL_FEATURE] < 1.0).any())
+    guided = expression_guidance > 0 and shows_expression(features)
     x = noise()
     for i, sigma in enumerate(sigmas):
         level = torch.full((b, f), sigma, device=device)
