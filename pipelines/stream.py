@@ -6,9 +6,10 @@ shows in the next chunk. It starts each step as late as it safely can (the chunk
 is due minus a margin over how long steps take), so what is sampled is as fresh as possible,
 and a phase lock makes frames fall due just before the consumer asks. The consumer (the FastRTC
 generator, on the event loop) never blocks: `next_frame(now)` returns the newest frame whose
-display time has come, or None (repeat the last one). A step that raises is logged and retried; the stream never dies silently. If nobody
-asks for frames for a while (page closed, connection dropped), the worker stops and frees the
-pipeline. Pacing is pure arithmetic on an injected clock, tested deterministically.
+display time has come, or None (repeat the last one). A step that raises is logged and
+retried; the stream never dies silently. If nobody asks for frames for a while (page closed,
+connection dropped), the worker stops and frees the pipeline. Pacing is pure arithmetic on an
+injected clock, tested deterministically.
 
 Knows nothing about gradio, WebRTC or the persona layer: it takes a `conditioning_at(t)`
 callable and a `Pipeline`.

@@ -5,8 +5,8 @@ Frames: `frames()` is the FastRTC generator body; it never blocks the event loop
 built and stepped on worker threads) and ends with a friendly message on Stop or when the
 stream's time is up. Chat: `send()` shows the message and answers it on a conversation thread
 that applies the action and expression the moment they are known, at the next chunk boundary;
-`follow()` streams the growing reply to the page. Character and pipeline
-switches restart the stream cleanly; bad uploads and unavailable pipelines raise `SessionError`
+`follow()` streams the growing reply to the page. Character and pipeline switches restart the
+stream cleanly; bad uploads and unavailable pipelines raise `SessionError`
 with a message to show, and change nothing. A backend switch keeps the conversation; one that
 cannot answer here is still selected, with a notice, and the offline fallback answers meanwhile.
 """
