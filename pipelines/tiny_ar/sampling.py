@@ -7,11 +7,17 @@ The pipeline, the training rollouts and the quality command all generate through
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from pipelines.tiny_ar.features import EXPRESSION_SLICE, NEUTRAL_FEATURE, shows_expression
 from pipelines.tiny_ar.model import TinyARCache, TinyARTransformer
 
+GUIDANCE_GATE = 0.05
+"""Expression guidance is applied in full where the two predictions differ by at least this much
+on average over 5x5 pixels, and fades out below: a changed mouth or eyes pass, while isolated
+speckle around the head (which plain guidance amplified into a halo) mostly does not. Measured:
+the same expressions recognised, a fainter halo; at 0.1 half the expressions were lost."""
 SCHEDULE_SHIFT = 2.0
 """Warp of the uniform noise-level grid towards the noisy end (as flow-matching video models
 do); tuned for 64x64 pixels, where fine detail appears late."""
@@ -41,9 +47,10 @@ def generate_block(
     fresh noise; 3. rerun the final x0 at level 0 to write the block into the KV cache (skipped
     with commit=False, for callers that cache something else, such as the true frames).
     While the face is not neutral, the last level also predicts x0 with a neutral face, and the
-    block returned is pushed away from it by `expression_guidance` (guidance against a negative
-    condition: a face is a few pixels here, and this is what makes expressions read). The cache
-    still gets the unguided x0: fed back, the exaggeration compounded into colour drift.
+    block returned is pushed away from it by `expression_guidance` where the two differ over a
+    region (GUIDANCE_GATE): guidance against a negative condition, since a face is a few pixels
+    here and this is what makes expressions read. The cache still gets the unguided x0: fed
+    back, the exaggeration compounded into colour drift.
     """
     b, f = features.shape[:2]
     c, h, w = model.config.channels, model.config.height, model.config.width
@@ -67,7 +74,9 @@ def generate_block(
         neutral[..., EXPRESSION_SLICE] = 0.0
         neutral[..., NEUTRAL_FEATURE] = 1.0
         plain = model.denoise_block(x, level, neutral, cache, first_frame)
-        shown = x0 + expression_guidance * (x0 - plain)
+        difference = x0 - plain
+        spread = F.avg_pool2d(difference.abs().mean(2).flatten(0, 1), 5, 1, 2).view(b, f, 1, h, w)
+        shown = x0 + expression_guidance * difference * (spread / GUIDANCE_GATE).clamp(max=1.0)
     if commit:
         model.commit_block(x0.clamp(-1.0, 1.0), features, cache, first_frame)
     return shown.clamp(-1.0, 1.0)
