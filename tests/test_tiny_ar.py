@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -9,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipelines.conditioning import ACTIONS, Character, Timeline
+from pipelines.conditioning import ACTIONS, Character, Conditioning, Timeline
 from pipelines.puppet.draw import Painter
 from pipelines.puppet.pose import pose_for
 from pipelines.registry import build_pipeline, list_pipelines
 from pipelines.tiny_ar import TinyARConfig
-from pipelines.tiny_ar.data import random_clips, random_session
+from pipelines.tiny_ar.data import directive_pixels, random_clips, random_session, render_clip
 from pipelines.tiny_ar.features import FEATURE_SIZE, conditioning_features
 from pipelines.tiny_ar.model import TinyARTransformer
 from pipelines.tiny_ar.pipeline import to_unit
@@ -118,6 +119,45 @@ def test_random_clips_are_reproducible_and_varied() -> None:
     assert len(looks) == 5
 
 
+def _directive_at_frame_4(kind: str, label: str) -> list[Conditioning]:
+    timeline, conditioning = Timeline(), []
+    for i in range(8):
+        if i == 4:
+            getattr(timeline, f"set_{kind}")(label, i / 12)
+        conditioning.append(timeline.sample(i / 12))
+    return conditioning
+
+
+def test_directive_pixels_are_what_the_directive_changed() -> None:
+    _, character = random_session(random.Random(4), frames=1, fps=12)
+    face = directive_pixels(
+        render_clip(_directive_at_frame_4("expression", "surprised"), character, (64, 64))
+    )
+    assert face.shape == (8, 64, 64)
+    assert not face[:4].any()  # idle and neutral: nothing to show
+    rows, cols = np.nonzero(face[-1])
+    assert 20 < len(rows) < 200  # a face, not the body
+    assert rows.max() < 32 and cols.min() > 16 and cols.max() < 48  # in the head
+    wave = directive_pixels(
+        render_clip(_directive_at_frame_4("action", "wave"), character, (64, 64))
+    )
+    assert not wave[:4].any()
+    assert wave[-1].sum() > len(rows)  # an arm is more than a face
+
+
+def test_directive_share_puts_a_new_directive_inside_clips() -> None:
+    def changed(clip) -> bool:
+        shown = [(c.action, c.expression) for c in clip.conditioning]
+        return len(set(shown)) > 1
+
+    def share_changed(directive_share: float) -> float:
+        clips = random_clips(3, frames=6, fps=12, size=(16, 16), directive_share=directive_share)
+        return sum(changed(clip) for clip in itertools.islice(clips, 40)) / 40
+
+    assert share_changed(1.0) > 0.85  # unless the draw repeats what is already showing
+    assert share_changed(0.0) < 0.5
+
+
 def test_training_runs_saves_and_resumes(tmp_path) -> None:
     settings = TrainSettings(
         steps=2,
@@ -127,6 +167,8 @@ def test_training_runs_saves_and_resumes(tmp_path) -> None:
         rollout_after=0.0,
         rollout_share=1.0,
         detail_weight=2.0,
+        directive_weight=5.0,
+        directive_share=0.5,
         model=dict(TINY),
     )
     train(tmp_path, settings, device=torch.device("cpu"))

@@ -40,6 +40,7 @@ class Clip:
     frames: np.ndarray  # (L, H, W, 3) uint8
     features: np.ndarray  # (L, FEATURE_SIZE) float32
     conditioning: list[Conditioning]
+    character: Character
 
 
 def _hex(h: float, s: float, v: float) -> str:
@@ -90,20 +91,30 @@ def _mouth(spans: list[tuple[float, float, float]], t: float) -> float:
     return 0.0
 
 
+def _random_directive(rng: random.Random, action_share: float) -> tuple[str, str]:
+    if rng.random() < action_share:
+        return "action", rng.choice(ACTIONS)
+    return "expression", rng.choice(EXPRESSIONS)
+
+
 def random_session(
-    rng: random.Random, *, frames: int, fps: float
+    rng: random.Random, *, frames: int, fps: float, directive_in_clip: bool = False
 ) -> tuple[list[Conditioning], Character]:
-    """Conditioning for `frames` consecutive frames of a random session, and its character."""
+    """Conditioning for `frames` consecutive frames of a random session, and its character.
+
+    `directive_in_clip` adds one directive (action or expression, even odds) at a random frame
+    after the first, so the clip shows the moment the frames in the cache stop being the answer.
+    """
     start = 0.0 if rng.random() < STREAM_START_SHARE else rng.uniform(0.0, 20.0)
     end = start + frames / fps
     events: list[tuple[float, str, str]] = []
     t = rng.uniform(0.0, 1.0)
     while t < end:
-        if rng.random() < 0.6:
-            events.append((t, "action", rng.choice(ACTIONS)))
-        else:
-            events.append((t, "expression", rng.choice(EXPRESSIONS)))
+        events.append((t, *_random_directive(rng, action_share=0.6)))
         t += rng.expovariate(1.0 / 1.5)
+    if directive_in_clip:
+        events.append((start + rng.randrange(1, frames) / fps, *_random_directive(rng, 0.5)))
+        events.sort(key=lambda event: event[0])
     spans = _speech(rng, end)
     timeline = Timeline()
     conditioning: list[Conditioning] = []
@@ -143,12 +154,40 @@ def render_clip(
         frames=frames,
         features=features_for(conditioning),
         conditioning=conditioning,
+        character=character,
     )
 
 
-def random_clips(seed: int, *, frames: int, fps: float, size: tuple[int, int]) -> Iterator[Clip]:
-    """An endless, reproducible stream of random clips."""
+def directive_pixels(clip: Clip) -> np.ndarray:
+    """(L, H, W) bool: where each frame differs from the same moment drawn idle with a neutral
+    face, i.e. the pixels that show the directives (training weights its loss there: a face is
+    a few dozen pixels here, and plain MSE lets the model copy the old one from its cache)."""
+    height, width = clip.frames.shape[1:3]
+    painter = Painter(clip.character.appearance, width, height)
+    plain = {
+        "action": "idle",
+        "previous_action": "idle",
+        "expression": "neutral",
+        "previous_expression": "neutral",
+    }
+    masks = [
+        (
+            painter.render(pose_for(c.model_copy(update=plain), seed=clip.character.seed)) != frame
+        ).any(-1)
+        for c, frame in zip(clip.conditioning, clip.frames, strict=True)
+    ]
+    return np.stack(masks)
+
+
+def random_clips(
+    seed: int, *, frames: int, fps: float, size: tuple[int, int], directive_share: float = 0.0
+) -> Iterator[Clip]:
+    """An endless, reproducible stream of random clips; `directive_share` of them receive a
+    directive inside the clip (see `random_session`)."""
     rng = random.Random(seed)
     while True:
-        conditioning, character = random_session(rng, frames=frames, fps=fps)
+        forced = directive_share > 0 and rng.random() < directive_share
+        conditioning, character = random_session(
+            rng, frames=frames, fps=fps, directive_in_clip=forced
+        )
         yield render_clip(conditioning, character, size)

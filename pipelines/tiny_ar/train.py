@@ -10,7 +10,11 @@ Recipe (settings below, saved next to the weights so any run can be repeated):
    by the model's own few-step generation of the same clip (no gradient), so it learns to
    recover from its own mistakes instead of compounding them over minutes of streaming. The
    puppet is deterministic given the conditioning, so the rendered frames stay the right target.
-4. EMA of the weights is what gets saved.
+4. Responsiveness: the cache makes copying the last frames the cheapest answer, and a new
+   expression changes a few dozen pixels, so a share of clips receive a new directive part-way
+   through (`directive_share`) and the pixels each directive changes weigh more in the loss
+   (`directive_weight`): the conditioning, not the cache, has to explain them.
+5. EMA of the weights is what gets saved.
 Resumable: a checkpoint (optimiser, raw and EMA weights, step) is written every `save_every`
 steps and on exit; rerunning with the same `--out` continues. Runs on CPU or CUDA (bf16).
 """
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipelines.tiny_ar.data import random_clips
+from pipelines.tiny_ar.data import directive_pixels, random_clips
 from pipelines.tiny_ar.model import TinyARTransformer
 from pipelines.tiny_ar.sampling import generate_block, sigmas_for
 
@@ -63,6 +67,17 @@ class TrainSettings(BaseModel):
     detail_weight: float = Field(
         default=0.0, ge=0, description="Extra loss weight on fine detail (eyes, mouth, edges)."
     )
+    directive_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra loss weight on the pixels the current action and expression change.",
+    )
+    directive_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of clips that receive a new directive part-way through.",
+    )
     seed: int = 0
     workers: int = Field(default=2, ge=0)
     save_every: int = Field(default=1000, ge=1)
@@ -71,7 +86,8 @@ class TrainSettings(BaseModel):
 
 
 class ClipStream(IterableDataset):
-    """Endless random clips as tensors; each data-loader worker draws its own stream."""
+    """Endless random clips as tensors; each data-loader worker draws its own stream. The
+    last tensor marks the directives' pixels (all zero unless `directive_weight` is set)."""
 
     def __init__(self, settings: TrainSettings, size: tuple[int, int], seed: int) -> None:
         self.settings, self.size, self.seed = settings, size, seed
@@ -84,12 +100,18 @@ class ClipStream(IterableDataset):
             frames=self.settings.clip_frames,
             fps=self.settings.fps,
             size=self.size,
+            directive_share=self.settings.directive_share,
         ):
+            if self.settings.directive_weight > 0:
+                shown = torch.from_numpy(directive_pixels(clip))[:, None]
+            else:
+                shown = torch.zeros(len(clip.frames), 1, *self.size, dtype=torch.bool)
             yield (
                 torch.from_numpy(clip.reference).permute(0, 3, 1, 2),
                 torch.from_numpy(clip.reference_features),
                 torch.from_numpy(clip.frames).permute(0, 3, 1, 2),
                 torch.from_numpy(clip.features),
+                shown,
             )
 
 
@@ -188,7 +210,7 @@ def train(
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     started, losses, last_log = time.monotonic(), [], time.monotonic()
-    for reference, reference_features, frames, features in loader:
+    for reference, reference_features, frames, features, shown in loader:
         progress = max(
             step / settings.steps, (time.monotonic() - started) / (60 * settings.minutes)
         )
@@ -225,7 +247,10 @@ def train(
                 sigma,
                 features,
             )
-        loss = (detail_weights(frames, settings.detail_weight) * (x0.float() - frames) ** 2).mean()
+        weights = detail_weights(frames, settings.detail_weight) * (
+            1 + settings.directive_weight * shown.to(device)
+        )
+        loss = (weights * (x0.float() - frames) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
