@@ -99,7 +99,7 @@ def test_stop_then_start_again(page: PersonaPage) -> None:
         timeout=10_000,
     )
     page.start()
-    assert page.fps(2.0) >= 20
+    assert page.fps(2.0) >= 10  # playing again (the frame-rate check is the first stream test)
 
 
 def test_invalid_card_upload_shows_an_error_and_the_stream_continues(
@@ -178,7 +178,7 @@ def test_a_stream_over_the_limit_is_told_to_try_later(browser: object) -> None:
             second.page.click("#start-btn")
             second.page.wait_for_selector("text=Too many concurrent users", timeout=15_000)
             assert not second.connected() and first.connected()
-            assert first.fps(2.0) >= 20  # the one allowed stream plays on
+            assert first.fps(2.0) >= 10  # the one allowed stream plays on
         finally:
             first.close()
             second.close()
