@@ -180,6 +180,23 @@ def test_training_runs_saves_and_resumes(tmp_path) -> None:
     assert any(not torch.equal(first[k], after[k]) for k in first)
 
 
+def test_fine_tuning_can_train_only_the_conditioning_path(tmp_path) -> None:
+    base = TrainSettings(
+        steps=2, batch=2, workers=0, clip_frames=4, warmup=0, ema=0.0, model=dict(TINY)
+    )
+    train(tmp_path / "base", base, device=torch.device("cpu"))
+    before = TinyARTransformer.from_pretrained(tmp_path / "base", torch_dtype=torch.float32)
+    tuned = base.model_copy(update={"trainable": ["feature_embed"], "directive_weight": 5.0})
+    train(tmp_path / "tuned", tuned, device=torch.device("cpu"), init=tmp_path / "base")
+    after = torch.load(tmp_path / "tuned" / "checkpoint.pt")["model"]
+    changed = {k for k, v in before.state_dict().items() if not torch.equal(v, after[k])}
+    assert changed and all(k.startswith("feature_embed.") for k in changed), changed
+
+    typo = base.model_copy(update={"trainable": ["feature_embd"]})
+    with pytest.raises(ValueError, match="no parameter"):
+        train(tmp_path / "typo", typo, device=torch.device("cpu"), init=tmp_path / "base")
+
+
 # -- the shipped weights ------------------------------------------------------------------------
 
 
