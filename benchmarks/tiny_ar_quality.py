@@ -43,6 +43,7 @@ from pipelines.tiny_ar.data import (
     random_session,
     reference_conditioning,
     render_clip,
+    render_frames,
     render_reference,
 )
 from pipelines.tiny_ar.features import features_for
@@ -177,8 +178,7 @@ def responsiveness(h: Harness, fps: float, trials: int) -> dict[str, object]:
                 clip = render_clip(cond, character, h.size)
                 generated = h.stream(clip, seed)
                 renders = {
-                    c: to_unit(render_clip(cs, character, h.size).frames)
-                    for c, cs in candidates.items()
+                    c: to_unit(render_frames(cs, character, h.size)) for c, cs in candidates.items()
                 }
                 seconds = ACTION_SECONDS.get(label, 1.0) if kind == "action" else 1.0
                 middle = min(at + int(seconds * fps / 2), len(cond) - 1)

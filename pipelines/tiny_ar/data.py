@@ -142,16 +142,21 @@ def render_reference(character: Character, size: tuple[int, int]) -> np.ndarray:
     return painter.render(pose_for(reference_conditioning(), seed=character.seed))[None]
 
 
+def render_frames(
+    conditioning: list[Conditioning], character: Character, size: tuple[int, int]
+) -> np.ndarray:
+    """The puppet's frames (L, H, W, 3) uint8 of this character under each conditioning."""
+    painter = Painter(character.appearance, size[1], size[0])
+    return np.stack([painter.render(pose_for(c, seed=character.seed)) for c in conditioning])
+
+
 def render_clip(
     conditioning: list[Conditioning], character: Character, size: tuple[int, int]
 ) -> Clip:
-    height, width = size
-    painter = Painter(character.appearance, width, height)
-    frames = np.stack([painter.render(pose_for(c, seed=character.seed)) for c in conditioning])
     return Clip(
         reference=render_reference(character, size),
         reference_features=features_for([reference_conditioning()]),
-        frames=frames,
+        frames=render_frames(conditioning, character, size),
         features=features_for(conditioning),
         conditioning=conditioning,
         character=character,
@@ -162,21 +167,18 @@ def directive_pixels(clip: Clip) -> np.ndarray:
     """(L, H, W) bool: where each frame differs from the same moment drawn idle with a neutral
     face, i.e. the pixels that show the directives (training weights its loss there: a face is
     a few dozen pixels here, and plain MSE lets the model copy the old one from its cache)."""
-    height, width = clip.frames.shape[1:3]
-    painter = Painter(clip.character.appearance, width, height)
     plain = {
         "action": "idle",
         "previous_action": "idle",
         "expression": "neutral",
         "previous_expression": "neutral",
     }
-    masks = [
-        (
-            painter.render(pose_for(c.model_copy(update=plain), seed=clip.character.seed)) != frame
-        ).any(-1)
-        for c, frame in zip(clip.conditioning, clip.frames, strict=True)
-    ]
-    return np.stack(masks)
+    idle = render_frames(
+        [c.model_copy(update=plain) for c in clip.conditioning],
+        clip.character,
+        clip.frames.shape[1:3],
+    )
+    return (idle != clip.frames).any(-1)
 
 
 def random_clips(
