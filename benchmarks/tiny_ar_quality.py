@@ -35,8 +35,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.conditioning import ACTION_SECONDS, ACTIONS, EXPRESSIONS, Timeline
-from pipelines.puppet.draw import Painter
-from pipelines.puppet.pose import pose_for
 from pipelines.tiny_ar import TinyARConfig
 from pipelines.tiny_ar.data import (
     random_clips,
@@ -206,7 +204,6 @@ def responsiveness(h: Harness, fps: float, trials: int) -> dict[str, object]:
 def identity(h: Harness, minutes: float, fps: float) -> dict[str, object]:
     rng = random.Random(7)
     _, character = random_session(rng, frames=1, fps=fps)
-    painter = Painter(character.appearance, h.size[1], h.size[0])
     reference = to_unit(render_reference(character, h.size))
     cache = h.model.start_stream(
         reference[None], torch.from_numpy(features_for([reference_conditioning()]))[None]
@@ -246,9 +243,7 @@ def identity(h: Harness, minutes: float, fps: float) -> dict[str, object]:
             if m_frame - window <= s < m_frame:
                 collecting_for = m
         if collecting_for is not None:
-            truth = to_unit(
-                np.stack([painter.render(pose_for(c, seed=character.seed)) for c in conds])
-            )
+            truth = to_unit(render_frames(conds, character, h.size))
             collecting.append((x0, truth))
             if s + h.block >= int(collecting_for * 60 * fps):
                 gen = torch.cat([a for a, _ in collecting])

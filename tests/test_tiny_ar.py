@@ -11,11 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.conditioning import ACTIONS, Character, Conditioning, Timeline
-from pipelines.puppet.draw import Painter
-from pipelines.puppet.pose import pose_for
 from pipelines.registry import build_pipeline, list_pipelines
 from pipelines.tiny_ar import TinyARConfig
-from pipelines.tiny_ar.data import directive_pixels, random_clips, random_session, render_clip
+from pipelines.tiny_ar.data import (
+    directive_pixels,
+    random_clips,
+    random_session,
+    render_clip,
+    render_frames,
+)
 from pipelines.tiny_ar.features import FEATURE_SIZE, conditioning_features
 from pipelines.tiny_ar.model import TinyARTransformer
 from pipelines.tiny_ar.pipeline import to_unit
@@ -251,8 +255,7 @@ def test_real_weights_act_out_a_jump_and_keep_the_identity(pipeline) -> None:
     mid = 8 + 7  # about halfway through the 1.2 s jump
 
     def puppet(c, who: Character) -> torch.Tensor:
-        painter = Painter(who.appearance, size[1], size[0])
-        return to_unit(painter.render(pose_for(c, seed=who.seed)))
+        return to_unit(render_frames([c], who, size)[0])
 
     error = lambda c, who: F.mse_loss(generated[mid], puppet(c, who)).item()  # noqa: E731
     assert error(conditioning[mid], character) < error(idle[mid], character)
@@ -280,11 +283,10 @@ def test_real_weights_show_a_directed_expression(pipeline, seed: int) -> None:
     pipeline.reset(character)
     frames = np.concatenate([pipeline.step(sad[i : i + 2]) for i in range(0, 16, 2)])
     generated = F.interpolate(to_unit(frames), size=size, mode="area")
-    painter = Painter(character.appearance, size[1], size[0])
     last = len(sad) - 1
 
     def error(c) -> float:  # type: ignore[no-untyped-def]
-        truth = to_unit(painter.render(pose_for(c, seed=character.seed)))
+        truth = to_unit(render_frames([c], character, size)[0])
         return F.mse_loss(generated[last], truth).item()
 
     assert error(sad[last]) < error(neutral[last])

@@ -138,8 +138,7 @@ def random_session(
 
 def render_reference(character: Character, size: tuple[int, int]) -> np.ndarray:
     """The character's reference frame (1, H, W, 3) uint8, as the sink shows it to the model."""
-    painter = Painter(character.appearance, size[1], size[0])
-    return painter.render(pose_for(reference_conditioning(), seed=character.seed))[None]
+    return render_frames([reference_conditioning()], character, size)
 
 
 def render_frames(
