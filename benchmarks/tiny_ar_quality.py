@@ -13,6 +13,11 @@ python benchmarks/tiny_ar_quality.py [--clips 48] [--trials 3] [--minutes 10] [-
   (frame_accuracy: many more samples, so less noisy), and as blocks until first recognised.
   Only frames where the label already looks different from idle or neutral are counted, and
   labels that draw the same picture (`stand_up` while standing is `idle`) count as one.
+  frame_accuracy_ceiling is the same count on the puppet's own frames of the label plus this
+  model's error on the same stream without the directive: what a model that rendered every
+  directive perfectly, and everything else as well as this one, would score at this size. It
+  tells a face too small to read at 64x64 (lost in the model's ordinary error) from a face the
+  model fails to draw.
 - identity: one long stream with a random directive every ~3 s; PSNR and SSIM against the
   puppet's render of the same conditioning, and mean colour drift, around 1, 5 and 10 minutes.
 """
@@ -168,13 +173,13 @@ def responsiveness(h: Harness, fps: float, trials: int) -> dict[str, object]:
     """Each label tried on `trials` random characters (trial k of label n uses seed n + 100k)."""
     result: dict[str, object] = {}
     for kind, labels in (("action", ACTIONS), ("expression", EXPRESSIONS)):
-        hits, first_blocks, per_label, shown_frames = 0, [], {}, []
+        hits, first_blocks, per_label, shown_frames, ceiling_frames = 0, [], {}, [], []
+        rest = "idle" if kind == "action" else "neutral"
         for n, label in enumerate(labels):
             label_hits = 0
             for seed in range(n, n + 100 * trials, 100):
                 character, at, cond, candidates = _directive_stream(kind, label, seed, fps, 4)
-                clip = render_clip(cond, character, h.size)
-                generated = h.stream(clip, seed)
+                generated = h.stream(render_clip(cond, character, h.size), seed)
                 renders = {
                     c: to_unit(render_frames(cs, character, h.size)) for c, cs in candidates.items()
                 }
@@ -182,11 +187,17 @@ def responsiveness(h: Harness, fps: float, trials: int) -> dict[str, object]:
                 middle = min(at + int(seconds * fps / 2), len(cond) - 1)
                 shows = partial(_recognised, generated, renders, label)
                 label_hits += shows(middle)
-                before = renders["idle" if kind == "action" else "neutral"]
                 visible = [
-                    i for i in range(at, len(cond)) if not torch.equal(before[i], renders[label][i])
+                    i
+                    for i in range(at, len(cond))
+                    if not torch.equal(renders[rest][i], renders[label][i])
                 ]
-                shown_frames += [shows(i) for i in visible if i >= at + h.block]
+                scored = [i for i in visible if i >= at + h.block]
+                shown_frames += [shows(i) for i in scored]
+                if scored:
+                    at_rest = h.stream(render_clip(candidates[rest], character, h.size), seed)
+                    ideal = renders[label] + (at_rest - renders[rest])
+                    ceiling_frames += [_recognised(ideal, renders, label, i) for i in scored]
                 recognised = next((i for i in visible if shows(i)), None)
                 if recognised is not None:
                     first_blocks.append((recognised - at) // h.block)
@@ -194,6 +205,7 @@ def responsiveness(h: Harness, fps: float, trials: int) -> dict[str, object]:
             per_label[label] = label_hits
         result[f"{kind}_accuracy"] = round(hits / (len(labels) * trials), 3)
         result[f"{kind}_frame_accuracy"] = round(statistics.fmean(shown_frames), 3)
+        result[f"{kind}_frame_accuracy_ceiling"] = round(statistics.fmean(ceiling_frames), 3)
         result[f"{kind}_first_block_median"] = (
             statistics.median(first_blocks) if first_blocks else None
         )
