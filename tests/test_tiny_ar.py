@@ -292,20 +292,44 @@ def test_real_weights_show_a_directed_expression(pipeline, seed: int) -> None:
     assert error(sad[last]) < error(neutral[last])
 
 
-@pytest.mark.parametrize(("fps", "kept"), [(60.0, False), (1.0, True)])
-def test_expression_guidance_is_dropped_when_the_frame_rate_cannot_afford_it(
-    fps: float, kept: bool
+@pytest.mark.parametrize(("fps", "affordable"), [(60.0, False), (1.0, True)])
+def test_guided_blocks_step_down_when_the_frame_rate_cannot_afford_them(
+    fps: float, affordable: bool
 ) -> None:
     """A guided block must fit 95% of its screen time (2 frames at 60 fps: 32 ms, which these
-    weights cannot do on a CPU; at 1 fps: 1.9 s); a stream that cannot afford it turns it off."""
+    weights cannot do on a CPU; at 1 fps: 1.9 s). A stream that cannot afford it takes one
+    denoising step fewer, then turns guidance off; the next stream starts afresh."""
     pipe = build_pipeline("tiny_ar", threads=0, fps=fps)
     timeline = Timeline()
     timeline.set_expression("sad", 0.0)
-    conditioning = [timeline.sample(i / fps) for i in range(16)]
+    conditioning = [timeline.sample(i / fps) for i in range(40)]
     pipe.reset(Character(name="A"))
-    for i in range(0, 16, 2):
+    for i in range(0, 40, 2):
         pipe.step(conditioning[i : i + 2])
-    assert (pipe.expression_guidance > 0) == kept
-    pipe.reset(Character(name="A"))  # every stream starts with it on
-    assert pipe.expression_guidance == TinyARConfig().expression_guidance
+    assert (pipe.steps, pipe.expression_guidance > 0) == ((2, True) if affordable else (1, False))
+    pipe.reset(Character(name="A"))
+    assert (pipe.steps, pipe.expression_guidance) == (2, TinyARConfig().expression_guidance)
     pipe.close()
+
+
+def test_guided_block_budget_goes_by_the_median_and_steps_down_one_rung_at_a_time(
+    pipeline,
+) -> None:
+    """At 12 fps a 2-frame guided block may take 158 ms. The first six guided blocks of a stream
+    (the server answering the chat message) and two slow ones among six change nothing; six
+    slow ones drop a denoising step; six more turn guidance off."""
+    pipeline.reset(Character(name="A"))
+
+    def blocks(*seconds: float) -> tuple[int, float]:
+        for s in seconds:
+            pipeline._keep_guided_blocks_in_budget(s, 2)
+        return pipeline.steps, pipeline.expression_guidance
+
+    guidance = TinyARConfig().expression_guidance
+    assert blocks(*[0.30] * 6) == (2, guidance)
+    assert blocks(0.30, 0.25, 0.12, 0.12, 0.12, 0.12) == (2, guidance)
+    assert blocks(*[0.17] * 5) == (2, guidance)
+    assert blocks(0.17) == (1, guidance)
+    assert blocks(*[0.17] * 6) == (1, 0.0)
+    pipeline.reset(Character(name="A"))
+    assert (pipeline.steps, pipeline.expression_guidance) == (2, guidance)

@@ -26,7 +26,13 @@ class TinyARConfig(BaseModel):
         default=256, ge=32, le=1024, description="Frames are upscaled to this."
     )
     fps: float = Field(default=12.0, gt=0, le=60)
-    steps: int = Field(default=2, ge=1, le=8, description="Denoising steps per block.")
+    steps: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Denoising steps per block; a stream whose guided blocks cannot keep the "
+        "frame rate takes fewer.",
+    )
     expression_guidance: float = Field(
         default=3.0,
         ge=0,
