@@ -5,8 +5,8 @@ Session logic lives in `ui/session.py`; the conversation in `persona/`; video in
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)
 
-Environment: PERSONA_PIPELINE (default pipeline), PERSONA_BACKEND (offline | openai | hf |
-transformers), PERSONA_MAX_STREAMS (concurrent streams, default 4), PERSONA_STREAM_SECONDS
+Environment: PERSONA_PIPELINE (default pipeline), PERSONA_BACKEND (embedded | offline | openai |
+hf | transformers; default embedded where its model is installed), PERSONA_MAX_STREAMS (concurrent streams, default 4), PERSONA_STREAM_SECONDS
 (length of one stream, default 600), HF_TOKEN (TURN relay credentials on a Space).
 """
 
@@ -22,7 +22,8 @@ import gradio as gr
 from fastapi import FastAPI
 from fastrtc import CloseStream, WebRTC
 
-from persona.backends import BACKENDS, DEFAULT_BACKEND
+from persona.backends import BACKENDS, default_backend_name, make_backend
+from persona.backends.base import BackendError
 from persona.cards import default_cards
 from persona.interpreter import shared_interpreter
 from pipelines.registry import default_pipeline_name, list_pipelines
@@ -56,9 +57,7 @@ def _session(state: dict) -> Session:
     """The visitor's session, created on first use."""
     key = state["key"]
     if key not in SESSIONS:
-        SESSIONS[key] = Session(
-            default_pipeline_name(), os.environ.get("PERSONA_BACKEND", DEFAULT_BACKEND)
-        )
+        SESSIONS[key] = Session(default_pipeline_name(), default_backend_name())
     return SESSIONS[key]
 
 
@@ -85,6 +84,15 @@ def _rtc_configuration() -> dict | None:
     except Exception as error:
         log.warning("no TURN credentials (%s); direct connections only", type(error).__name__)
         return None
+
+
+def _preload_brain() -> None:
+    """Load the interpreter and the default backend's model before the first visitor asks."""
+    shared_interpreter()
+    try:
+        make_backend(default_backend_name()).preload()
+    except BackendError as error:
+        log.warning("the default brain cannot answer here: %s", error)
 
 
 # -- event handlers: each one line of glue to the session -------------------------------------
@@ -241,7 +249,7 @@ def build_page() -> gr.Blocks:
                     )
                     backend = gr.Dropdown(
                         list(BACKENDS),
-                        value=os.environ.get("PERSONA_BACKEND", DEFAULT_BACKEND),
+                        value=default_backend_name(),
                         label="Language backend",
                         elem_id="backend-picker",
                     )
@@ -290,7 +298,7 @@ if __name__ == "__main__":
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    threading.Thread(target=shared_interpreter, name="load-interpreter", daemon=True).start()
+    threading.Thread(target=_preload_brain, name="load-brain", daemon=True).start()
     uvicorn.run(
         build_app(),
         host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-from persona.backends import BACKENDS, DEFAULT_BACKEND, make_backend
+from persona.backends import BACKENDS, default_backend_name, make_backend
 from persona.backends.base import Backend, BackendError
 from persona.cards import CardError, default_cards, load_card
 from persona.conversation import Conversation
@@ -43,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     directive.add_argument("text", nargs="?", help="the user message (omit with --batch)")
     directive.add_argument(
         "--backend",
-        default=os.environ.get("PERSONA_BACKEND", DEFAULT_BACKEND),
-        help=f"one of {', '.join(BACKENDS)} (default: {DEFAULT_BACKEND})",
+        default=default_backend_name(),
+        help=f"one of {', '.join(BACKENDS)} (default: {default_backend_name()}, the app's brain)",
     )
     directive.add_argument("--batch", action="store_true", help="one message per stdin line")
     directive.add_argument("--card", help="a character card file (default: the first shipped)")

@@ -11,6 +11,7 @@ Knows nothing about the UI or the video.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,6 +92,45 @@ def build_system_prompt(card: Card, user_name: str = "User") -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def build_persona_prompt(card: Card, user_name: str = "User") -> str:
+    """The character alone, for a small local model: who it is and how it speaks, with no
+    acting rules or JSON (a 135M model loses the character under a long prompt)."""
+    d = card.data
+    parts = [
+        card.fill(d.system_prompt, user_name) or f"You are {card.name}.",
+        card.fill(d.description, user_name),
+        f"Personality: {card.fill(d.personality, user_name)}." if d.personality else "",
+        f"Scenario: {card.fill(d.scenario, user_name)}" if d.scenario else "",
+        f"Reply as {card.name}, in the first person, to what {user_name} just said, "
+        "in one or two short spoken sentences.",
+    ]
+    return " ".join(p.strip() for p in parts if p.strip())
+
+
+_EXAMPLE_LINE = re.compile(
+    r"^\s*(\{\{\s*(?:user|char)\s*\}\}|<USER>|<BOT>|[^:\n]{1,40})\s*:\s*(.+)$", re.I
+)
+
+
+def example_turns(card: Card, user_name: str = "User") -> tuple[ChatTurn, ...]:
+    """The card's `mes_example` as chat turns: lines `{{user}}: ...` and `{{char}}: ...`
+    (blocks separated by `<START>`), each line's speaker read before the macros are filled."""
+    turns: list[ChatTurn] = []
+    for line in card.data.mes_example.splitlines():
+        match = _EXAMPLE_LINE.match(line)
+        if match is None or line.strip().upper() == "<START>":
+            continue
+        speaker = match.group(1).strip().lower().replace(" ", "")
+        if speaker in ("{{user}}", "<user>", user_name.lower()):
+            role = "user"
+        elif speaker in ("{{char}}", "<bot>", card.name.lower().replace(" ", "")):
+            role = "assistant"
+        else:
+            continue
+        turns.append(ChatTurn(role=role, content=card.fill(match.group(2).strip(), user_name)))
+    return tuple(turns)
+
+
 class Conversation:
     def __init__(
         self,
@@ -108,6 +148,8 @@ class Conversation:
         self.history_chars = history_chars
         self.greeting = card.greeting(user_name)
         self.system_prompt = build_system_prompt(card, user_name)
+        self.persona_prompt = build_persona_prompt(card, user_name)
+        self.examples = example_turns(card, user_name)
         self.history: list[ChatTurn] = [ChatTurn(role="assistant", content=self.greeting)]
         self.expression = "neutral"
 
@@ -142,6 +184,8 @@ class Conversation:
         message = message.strip()
         request = ReplyRequest(
             system_prompt=self.system_prompt,
+            persona_prompt=self.persona_prompt,
+            examples=self.examples,
             history=self._bounded_history(),
             message=message,
             char_name=self.card.name,

@@ -1,4 +1,4 @@
-"""Accuracy and latency of the offline interpreter on a labelled message set.
+"""Accuracy and latency of the offline interpreter, or of any backend, on a labelled message set.
 
 One function shared by the benchmark command (which prints the figures) and the tests (which
 fail when accuracy drops below the targets). A case is {"text", "action", "expression"}; a
@@ -11,17 +11,39 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Protocol
 
-from persona.interpreter import OfflineInterpreter
+from persona.backends.base import Backend, ReplyRequest
+from persona.interpreter import Reading
 
 CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "interpreter_cases.jsonl"
+
+
+class Reader(Protocol):
+    def read(self, message: str) -> Reading: ...
+
+
+class BackendReader:
+    """A backend's action and expression for a message, read from its first reply chunk:
+    what reaches the video. The words that follow are not generated."""
+
+    def __init__(self, backend: Backend, char_name: str = "Bram") -> None:
+        self.backend = backend
+        self.char_name = char_name
+
+    def read(self, message: str) -> Reading:
+        request = ReplyRequest(system_prompt="", message=message, char_name=self.char_name)
+        chunks = self.backend.stream_reply(request)
+        first = next(iter(chunks))
+        chunks.close()  # type: ignore[attr-defined]
+        return Reading(first.action, first.expression)
 
 
 def load_cases(path: Path = CASES) -> list[dict[str, str | None]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def evaluate(interpreter: OfflineInterpreter, cases: list[dict[str, str | None]]) -> dict:
+def evaluate(interpreter: Reader, cases: list[dict[str, str | None]]) -> dict:
     actions = expressions = false_actions = false_expressions = 0
     n_actions = n_expressions = n_no_action = n_no_expression = 0
     latencies, mistakes = [], []

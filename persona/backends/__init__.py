@@ -1,21 +1,32 @@
 """Interpreter backends by name, imported lazily so the offline default never loads an SDK.
 
-`make_backend("offline" | "openai" | "hf" | "transformers", **options)`.
+`make_backend("embedded" | "offline" | "openai" | "hf" | "transformers", **options)`.
+`default_backend_name()` is the brain the app and the command line start with: `PERSONA_BACKEND`,
+else the embedded model where it is installed, else the offline interpreter.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 from persona.backends.base import Backend, BackendError
 
 BACKENDS: dict[str, str] = {
+    "embedded": "persona.backends.embedded:EmbeddedBackend",
     "offline": "persona.backends.offline:OfflineBackend",
     "openai": "persona.backends.openai_backend:OpenAIBackend",
     "hf": "persona.backends.hf_backend:HFBackend",
     "transformers": "persona.backends.transformers_backend:TransformersBackend",
 }
-DEFAULT_BACKEND = "offline"
+
+
+def default_backend_name() -> str:
+    from persona.backends.embedded import default_model_source
+
+    return os.environ.get("PERSONA_BACKEND") or (
+        "embedded" if default_model_source() else "offline"
+    )
 
 
 def make_backend(name: str, **options: object) -> Backend:

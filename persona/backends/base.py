@@ -30,6 +30,13 @@ class ReplyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     system_prompt: str
+    persona_prompt: str = Field(
+        default="",
+        description="The character alone, no acting rules or JSON: for models too small for more.",
+    )
+    examples: tuple[ChatTurn, ...] = Field(
+        default=(), description="The card's example dialogue as turns (few-shot)."
+    )
     history: tuple[ChatTurn, ...] = Field(default=(), description="Oldest first, bounded.")
     message: str
     char_name: str
@@ -64,6 +71,9 @@ class Backend(ABC):
     def check(self) -> None:
         """Raise BackendError saying why this backend cannot answer here, found quickly and
         before any conversation, so the page can say so when it is picked. Default: it can."""
+
+    def preload(self) -> None:
+        """Load what the first reply would otherwise wait for (a model). Default: nothing."""
 
     @abstractmethod
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:

