@@ -9,7 +9,9 @@ Prints one JSON object:
 - accuracy: the command set (tests/data/interpreter_cases.jsonl) scored on what reaches the
   video, as the interpreter's benchmark scores it;
 - page: the real app in headless Chromium with the stream running, per pipeline: Enter ->
-  first reply text (p50/p95) for open questions, the browser's fps while the model writes,
+  first reply text (p50/p95) for open questions, the browser's fps and the stream's own
+  (the status line: the pipeline's rate, where the browser may see repeated frames) while the
+  model writes,
   and the server's RSS with the model loaded.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -119,7 +122,7 @@ def part_page(pipeline: str) -> dict:
         page = PersonaPage(browser, url)
         page.start()
         idle_fps = page.fps(3.0)
-        first_ms, fps_while_writing = [], []
+        first_ms, fps_while_writing, stream_fps = [], [], []
         for prompt in PAGE_PROMPTS:
             count = len(page.chat_messages())
             page.page.fill("#chat-input textarea", prompt)
@@ -130,14 +133,16 @@ def part_page(pipeline: str) -> dict:
                 f" if (m.length >= {count + 2} && m[{count + 1}].innerText.trim())"
                 " { window.__firstText = performance.now(); return true; } })()",
                 timeout=30_000,
-                polling="raf",
+                polling=20,
             )
             first_ms.append(page.page.evaluate("window.__firstText") - enter)
             fps_while_writing.append(page.fps(2.0))
+            stream_fps.append(float(re.search(r"([\d.]+) fps", page.status()).group(1)))
             page.page.wait_for_timeout(2000)  # let the reply finish before the next
         result = {
             "browser_fps_idle": round(idle_fps, 1),
             "browser_fps_while_writing_p50": _p(fps_while_writing, 0.5),
+            "stream_fps_while_writing_p50": _p(stream_fps, 0.5),
             "enter_to_first_reply_text_ms_p50": _p(first_ms, 0.5),
             "enter_to_first_reply_text_ms_p95": _p(first_ms, 0.95),
             "messages": len(first_ms),

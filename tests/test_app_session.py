@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from fastrtc import CloseStream
 
+from persona.backends.base import Backend, ReplyChunk, ReplyRequest
 from pipelines.puppet import PuppetConfig
 from pipelines.registry import PipelineEntry, register
 from tests.servers.openai_compatible import OpenAICompatibleServer
@@ -45,6 +47,30 @@ def test_messages_sent_back_to_back_are_answered_in_order(session: Session) -> N
     assert [m["content"] for m in final[1::2]] == ["please wave", "look sad"]
     assert "wave" in final[2]["content"].lower() and "sad" in final[4]["content"].lower()
     assert session.state.current(time.monotonic())[1] == "sad"
+
+
+class SlowBackend(Backend):
+    """Streams a reply word by word, slowly, like a language model on a CPU."""
+
+    name = "slow"
+
+    def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
+        for word in f"you said {request.message}".split():
+            time.sleep(0.1)
+            yield ReplyChunk(text=word + " ")
+
+
+def test_a_follower_carries_a_message_sent_while_it_streams(session: Session) -> None:
+    """The page drops the follower of a message sent while an earlier reply still streams,
+    so the running follower must go on until that message is answered too."""
+    session.conversation.backend = SlowBackend()
+    session.send("hello there")
+    follower = session.follow()
+    next(follower)
+    session.send("and again")
+    final = list(follower)[-1][0]
+    assert [m["content"] for m in final[1::2]] == ["hello there", "and again"]
+    assert final[4]["content"].strip() == "you said and again"
 
 
 def test_clearing_the_chat_starts_the_conversation_afresh(session: Session) -> None:

@@ -296,12 +296,13 @@ class Session:
 
     def follow(self) -> Iterator[tuple[list[dict[str, str]], list[str]]]:
         """Yield (chat, notices to show) as replies grow, until every message sent so far is
-        answered. The page runs this after `send`; it never decides when the video reacts."""
-        with self._chat_changed:
-            last_turn = self._last_turn
+        answered, including messages sent while it runs: the page drops a follower started
+        while another still streams (gradio triggers an event chain once at a time), so the
+        running one must carry the new reply. It never decides when the video reacts."""
         seen = None
         while True:
             with self._chat_changed:
+                last_turn = self._last_turn
                 finished = last_turn is None or last_turn.is_set()
                 if self._version == seen and not finished:
                     self._chat_changed.wait(timeout=1.0)
