@@ -12,6 +12,7 @@ hf | transformers; default embedded where its model is installed), PERSONA_MAX_S
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import threading
@@ -24,10 +25,10 @@ from fastrtc import CloseStream, WebRTC
 
 from persona.backends import BACKENDS, default_backend_name, make_backend
 from persona.backends.base import BackendError
-from persona.cards import default_cards
+from persona.cards import MAX_CARD_BYTES, default_cards
 from persona.interpreter import shared_interpreter
 from pipelines.registry import default_pipeline_name, list_pipelines
-from ui.session import IDLE_STATUS, STREAM_SECONDS, Session, SessionError
+from ui.session import IDLE_STATUS, STREAM_SECONDS, Session, SessionError, shown_in_chat
 
 log = logging.getLogger("persona.app")
 HERE = Path(__file__).resolve().parent
@@ -54,7 +55,10 @@ copy of the state, so the Session itself must live outside it."""
 
 
 def _session(state: dict) -> Session:
-    """The visitor's session, created on first use."""
+    """The visitor's session, created on first use. A caller without the page's session
+    state (an HTTP API client) gets a clear error, never a traceback."""
+    if not isinstance(state, dict) or not isinstance(state.get("key"), str):
+        raise gr.Error("Open the page to chat: these events need the page's session.")
     key = state["key"]
     if key not in SESSIONS:
         SESSIONS[key] = Session(default_pipeline_name(), default_backend_name())
@@ -102,7 +106,7 @@ def on_load():
     """Runs before the session exists (gradio initialises State after page-load events)."""
     cards = default_cards()
     return (
-        [{"role": "assistant", "content": cards[0].greeting()}],
+        [{"role": "assistant", "content": shown_in_chat(cards[0].greeting())}],
         gr.update(choices=[c.name for c in cards], value=cards[0].name),
         IDLE_STATUS,
     )
@@ -128,16 +132,17 @@ def on_stop(state: dict) -> str:
 
 
 def on_send(message: str, state: dict):
-    """Not queued: the message shows, and its directive reaches the video, without waiting."""
+    """Not queued: the message shows, and its directive reaches the video, without waiting.
+    A message that was not sent stays in the text box."""
     session = _session(state)
-    session.send(message)
-    return session.chat_history(), ""
+    sent = session.send(message)
+    return session.chat_history(), "" if sent else gr.update()
 
 
 def on_follow(state: dict):
     for chat, notices in _session(state).follow():
         for notice in notices:
-            gr.Warning(notice)
+            gr.Warning(html.escape(notice))
         yield chat
 
 
@@ -152,7 +157,7 @@ def on_character(name: str, state: dict):
     try:
         session.select_card(name)
     except SessionError as error:
-        gr.Warning(str(error))
+        gr.Warning(html.escape(str(error)))
     return session.chat_history()
 
 
@@ -163,12 +168,12 @@ def on_upload(path: str | None, state: dict):
     try:
         card = session.upload_card(Path(path).read_bytes())
     except SessionError as error:
-        gr.Warning(str(error))
+        gr.Warning(html.escape(str(error)))
         return gr.update(), gr.update(), None
-    gr.Info(f"Loaded {card.name}.")
+    gr.Info(f"Loaded {html.escape(card.name)}.")  # toasts render HTML
     return (
         session.chat_history(),
-        gr.update(choices=list(session.cards), value=card.name),
+        gr.update(choices=list(session.cards), value=session.card_key),
         None,
     )
 
@@ -178,7 +183,7 @@ def on_pipeline(name: str, state: dict):
     try:
         session.select_pipeline(name)
     except SessionError as error:
-        gr.Warning(str(error))
+        gr.Warning(html.escape(str(error)))
     return gr.update(value=session.pipeline_name)
 
 
@@ -187,12 +192,12 @@ def on_backend(name: str, state: dict):
     try:
         notice = session.select_backend(name)
     except SessionError as error:
-        gr.Warning(str(error))
+        gr.Warning(html.escape(str(error)))
     else:
         if notice:
-            gr.Warning(notice)
+            gr.Warning(html.escape(notice))
         else:
-            gr.Info(f"Replies now come from the {name} backend.")
+            gr.Info(f"Replies now come from the {html.escape(name)} backend.")
     return gr.update(value=session.backend_name)
 
 
@@ -265,16 +270,18 @@ def build_page() -> gr.Blocks:
             concurrency_limit=MAX_STREAMS,
             time_limit=STREAM_SECONDS + 30,
         )
-        stop.click(on_stop, [state], [status])
-        message.submit(on_send, [message, state], [chat, message], queue=False).then(
-            on_follow, [state], [chat], concurrency_limit=None, show_progress="hidden"
+        # The page's own events: not an HTTP API (they need the page's session state).
+        private = {"api_name": False}
+        stop.click(on_stop, [state], [status], **private)
+        message.submit(on_send, [message, state], [chat, message], queue=False, **private).then(
+            on_follow, [state], [chat], concurrency_limit=None, show_progress="hidden", **private
         )
-        chat.clear(on_clear, [state], [chat])
-        character.input(on_character, [character, state], [chat])
-        upload.upload(on_upload, [upload, state], [chat, character, upload])
-        pipeline.input(on_pipeline, [pipeline, state], [pipeline])
-        backend.input(on_backend, [backend, state], [backend])
-        gr.Timer(0.25).tick(on_tick, [state], [status], show_progress="hidden")
+        chat.clear(on_clear, [state], [chat], **private)
+        character.input(on_character, [character, state], [chat], **private)
+        upload.upload(on_upload, [upload, state], [chat, character, upload], **private)
+        pipeline.input(on_pipeline, [pipeline, state], [pipeline], **private)
+        backend.input(on_backend, [backend, state], [backend], **private)
+        gr.Timer(0.25).tick(on_tick, [state], [status], show_progress="hidden", **private)
     return page
 
 
@@ -291,7 +298,7 @@ def build_app() -> FastAPI:
             "streaming": sum(s.streaming for s in SESSIONS.values()),
         }
 
-    return gr.mount_gradio_app(server, build_page(), path="/")
+    return gr.mount_gradio_app(server, build_page(), path="/", max_file_size=MAX_CARD_BYTES)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ import hashlib
 import json
 import re
 import struct
+import unicodedata
 import zlib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.conditioning import Appearance, Character
+from pipelines.conditioning import NAME_MAX_CHARS, Appearance, Character
 
 MAX_CARD_BYTES = 5 * 2**20
 MAX_FIELD_CHARS = 20_000
@@ -42,7 +43,7 @@ class CardData(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=NAME_MAX_CHARS)
     description: str = Field(default="", max_length=MAX_FIELD_CHARS)
     personality: str = Field(default="", max_length=MAX_FIELD_CHARS)
     scenario: str = Field(default="", max_length=MAX_FIELD_CHARS)
@@ -52,6 +53,18 @@ class CardData(BaseModel):
     creator_notes: str = Field(default="", max_length=MAX_FIELD_CHARS)
     tags: list[str] = Field(default_factory=list, max_length=100)
     extensions: dict[str, object] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        """One line of visible text: no line breaks, control or direction-override characters
+        (which reorder what the page shows), not only spaces; outer spaces are dropped."""
+        name = unicodedata.normalize("NFKC", name).strip()
+        if not name:
+            raise ValueError("the name is empty or only spaces")
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+            raise ValueError("the name holds line breaks or invisible control characters")
+        return name
 
 
 class Card(BaseModel):

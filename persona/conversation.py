@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -165,9 +166,19 @@ class Conversation:
         return tuple(reversed(kept))
 
     @staticmethod
+    def clean(message: str) -> str:
+        """The message as read and shown: NFKC-normalised (full-width "ｗａｖｅ" is "wave"),
+        without invisible format and control characters (zero-width spaces, direction
+        overrides), stripped. Line breaks and tabs stay."""
+        text = unicodedata.normalize("NFKC", message)
+        return "".join(
+            c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf")
+        ).strip()
+
+    @staticmethod
     def problem(message: str) -> str | None:
         """Why `message` cannot be sent (shown to the user), or None when it can."""
-        message = message.strip()
+        message = Conversation.clean(message)
         if not message:
             return "Type a message first."
         if len(message) > MAX_MESSAGE_CHARS:
@@ -181,7 +192,7 @@ class Conversation:
         if (problem := self.problem(message)) is not None:
             yield ReplyEvent(notice=problem)
             return
-        message = message.strip()
+        message = self.clean(message)
         request = ReplyRequest(
             system_prompt=self.system_prompt,
             persona_prompt=self.persona_prompt,

@@ -115,12 +115,16 @@ class Appearance(BaseModel):
     background_far: str = Field(default="#cfe3e8", pattern=_HEX)
 
 
+NAME_MAX_CHARS = 100
+"""The longest character name: cards are held to it too, so a loaded card always renders."""
+
+
 class Character(BaseModel):
     """The identity a pipeline is reset with: stays the same for the whole session."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=NAME_MAX_CHARS)
     appearance: Appearance = Appearance()
     seed: int = Field(default=0, ge=0, lt=2**31)
 

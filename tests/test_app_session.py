@@ -223,3 +223,89 @@ def test_unknown_backend_is_refused(session: Session) -> None:
     with pytest.raises(SessionError, match="unknown backend"):
         session.select_backend("gpt-17")
     assert session.backend_name == "offline"
+
+
+def _card_json(name: str) -> bytes:
+    import json
+
+    return json.dumps(
+        {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": name}}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("N" * 150, "at most 100"),  # once accepted by the card, refused by the renderer
+        ("   ", "only spaces"),
+        ("Ann\nBo", "line breaks"),
+        ("Ann\u202eoB", "control characters"),  # a right-to-left override
+    ],
+)
+def test_card_names_a_renderer_cannot_take_are_refused_at_upload(
+    session: Session, name: str, reason: str
+) -> None:
+    with pytest.raises(SessionError, match=reason):
+        session.upload_card(_card_json(name))
+    assert session.card.name == "Bram"
+
+
+def test_a_failing_pipeline_build_says_so_and_the_session_recovers(session: Session) -> None:
+    register(
+        PipelineEntry(
+            name="broken",
+            description="raises while building",
+            target="tests.test_app_session:NoSuchPipeline",
+            config=PuppetConfig,
+        )
+    )
+    session.select_pipeline("broken")
+    frames = session.frames()
+    next(frames)
+    deadline = time.monotonic() + 10
+    while "pipeline error" not in session.status() and time.monotonic() < deadline:
+        next(frames)
+        time.sleep(0.05)
+    assert "could not start broken" in session.status()
+    session.select_pipeline("puppet")  # the visitor picks another: it plays
+    _frames_until_live(session, frames)
+    assert "pipeline error" not in session.status()
+    session.stop()
+
+
+def test_an_upload_named_like_a_card_in_the_picker_is_added_beside_it(session: Session) -> None:
+    card = session.upload_card(_card_json("Bram"))
+    assert card.name == "Bram" and session.card_key == "Bram (2)"
+    assert session.cards["Bram"] is not card and session.cards["Bram (2)"] is card
+    session.select_card("Bram")
+    assert session.card is not card
+
+
+def test_invisible_and_full_width_text_is_normalised_before_it_is_read(session: Session) -> None:
+    assert not session.send("\u200b\u200c\u2060\ufeff ")  # only zero-width characters
+    updates = list(session.chat("ｐｌｅａｓｅ ｗａｖｅ"))
+    final, _ = updates[-1]
+    assert final[-2]["content"] == "please wave" and "wave" in final[-1]["content"].lower()
+
+
+def test_api_clients_without_the_page_get_a_clear_error_not_a_traceback() -> None:
+    import gradio as gr
+
+    from app import _session, build_app
+
+    for state in (None, {}, "key", {"key": 3}):
+        with pytest.raises(gr.Error, match="Open the page"):
+            _session(state)
+    info = TestClient(build_app()).get("/gradio_api/info").json()
+    hidden = ("send", "follow", "stop", "clear", "character", "upload", "pipeline", "backend")
+    assert not set(info["named_endpoints"]) & {f"/on_{name}" for name in hidden}
+
+
+def test_a_refused_message_stays_in_the_text_box() -> None:
+    from app import _new_state, on_send
+
+    state = _new_state()
+    chat, box = on_send("x" * 3000, state)
+    assert box != "" and len(chat) == 1  # gr.update(): the draft is kept, nothing sent
+    chat, box = on_send("please wave", state)
+    assert box == "" and chat[-2]["content"] == "please wave"

@@ -38,6 +38,15 @@ STREAM_SECONDS = float(os.environ.get("PERSONA_STREAM_SECONDS", "600"))
 IDLE_STATUS = "stopped · action: idle · expression: neutral · 0.0 fps"
 
 
+def shown_in_chat(text: str) -> str:
+    """Chat text as the page may render it: markdown stays (stage directions in italics), but
+    no image loads from anywhere (a tracking pixel in a message, card or model reply would
+    make the visitor's browser call any host) and raw HTML shows as text."""
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("![", "!\\[")
+    )
+
+
 class SessionError(ValueError):
     """Something the visitor asked for that cannot be done; the message says why."""
 
@@ -65,6 +74,7 @@ class Session:
         self.offline = make_backend("offline")
         self.backend = self.offline if backend_name == "offline" else make_backend(backend_name)
         self.runner: StreamRunner | None = None
+        self.build_error: str | None = None
         self.streaming = False
         self._stop_requested = threading.Event()
         self._runner_lock = threading.Lock()
@@ -77,9 +87,10 @@ class Session:
 
     # -- character, backend and pipeline ----------------------------------------------------
 
-    def _set_card(self, card: Card) -> None:
+    def _set_card(self, card: Card, key: str | None = None) -> None:
         self.card = card
-        self.cards[card.name] = card
+        self.card_key = key or card.name
+        self.cards[self.card_key] = card
         self.state = CharacterState(self.clock())
         self.clear_chat()
 
@@ -96,15 +107,21 @@ class Session:
     def select_card(self, name: str) -> None:
         if name not in self.cards:
             raise SessionError(f"unknown character {name!r}")
-        self._set_card(self.cards[name])
+        self._set_card(self.cards[name], name)
         self._restart_runner()
 
     def upload_card(self, blob: bytes) -> Card:
+        """Load an uploaded card and switch to it. One named like a card already in the picker
+        is listed as "NAME (2)"; it never silently replaces the other."""
         try:
             card = load_card(blob)
         except CardError as error:
             raise SessionError(f"Could not load that card: {error}") from None
-        self._set_card(card)
+        key, number = card.name, 1
+        while key in self.cards and self.cards[key] != card:  # never replace another card
+            number += 1
+            key = f"{card.name} ({number})"
+        self._set_card(card, key)
         self._restart_runner()
         return card
 
@@ -145,14 +162,19 @@ class Session:
         card, name = self.card, self.pipeline_name
 
         def build() -> None:
+            pipeline = None
             try:
                 pipeline = build_pipeline(name)
-            except Exception as error:
-                log.warning("could not build pipeline %s: %s", name, error)
+                runner = StreamRunner(
+                    pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
+                )
+            except Exception as error:  # any failure: say so, free what was built, go on
+                log.warning("could not start pipeline %s: %s", name, error)
+                self.build_error = f"could not start {name} ({type(error).__name__})"
+                if pipeline is not None:
+                    pipeline.close()
                 return
-            runner = StreamRunner(
-                pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
-            )
+            self.build_error = None
             with self._runner_lock:
                 if self._stop_requested.is_set() or card is not self.card:
                     pipeline.close()
@@ -226,9 +248,8 @@ class Session:
             if self.streaming and shown is not None
             else ("starting" if self.streaming else "stopped")
         )
-        problem = (
-            f" · pipeline error: {runner.error}" if runner is not None and runner.error else ""
-        )
+        error = runner.error if runner is not None else self.build_error if self.streaming else None
+        problem = f" · pipeline error: {error}" if error else ""
         return (
             f"{where} · action: {action} · expression: {expression} · {fps:.1f} fps · "
             f"{self.card.name} on {self.pipeline_name}{problem}"
@@ -239,26 +260,27 @@ class Session:
     def chat_history(self) -> list[dict[str, str]]:
         """What the chat shows: the greeting, then every message and reply so far (a copy)."""
         with self._chat_changed:
-            return [dict(m) for m in self._transcript]
+            return [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
 
-    def send(self, message: str) -> None:
+    def send(self, message: str) -> bool:
         """Show the message at once and answer it on a conversation thread, where the action
         and expression reach the character the moment the backend knows them (no page round
         trip in between). Replies are produced in the order sent; a message that cannot be
-        sent leaves the chat as it is and queues a notice for `follow`."""
+        sent leaves the chat as it is, queues a notice for `follow` and returns False."""
         with self._chat_changed:
             if (problem := Conversation.problem(message)) is not None:
                 self._notices.append(problem)
                 self._version += 1
                 self._chat_changed.notify_all()
-                return
+                return False
             reply = {"role": "assistant", "content": ""}
-            self._transcript += [{"role": "user", "content": message.strip()}, reply]
+            self._transcript += [{"role": "user", "content": Conversation.clean(message)}, reply]
             self._version += 1
             previous, done = self._last_turn, threading.Event()
             self._last_turn = done
         turn = (message, reply, self.conversation, self.state, previous, done)
         threading.Thread(target=self._answer, args=turn, name="chat-turn", daemon=True).start()
+        return True
 
     def _answer(
         self,
@@ -308,7 +330,7 @@ class Session:
                     self._chat_changed.wait(timeout=1.0)
                     continue
                 seen = self._version
-                chat = [dict(m) for m in self._transcript]
+                chat = [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
                 notices, self._notices = self._notices, []
             yield chat, notices
             if finished:

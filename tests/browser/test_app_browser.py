@@ -184,6 +184,24 @@ def test_backend_picker_switches_to_a_language_model_and_to_one_that_cannot_run(
     assert "wave" in page.chat_messages()[-1].lower() and page.connected()
 
 
+def test_chat_content_never_loads_a_remote_image(page: PersonaPage) -> None:
+    """A markdown image or <img> in a message (or a card, or a model's reply) would make the
+    visitor's browser call any host; the chat shows the text instead."""
+    requested: list[str] = []
+    page.page.on(
+        "request", lambda r: requested.append(r.url) if "127.0.0.1:9/pixel-" in r.url else None
+    )
+    page.wait_for_messages(1)
+    text = '![pixel](http://127.0.0.1:9/pixel-a.png) <img src="http://127.0.0.1:9/pixel-b.png"> hi & <b>x</b>'
+    page.page.fill("#chat-input textarea", text)
+    page.page.press("#chat-input textarea", "Enter")
+    page.wait_for_messages(3)
+    page.page.wait_for_timeout(500)
+    assert page.page.locator("#chat img[src*='pixel-']").count() == 0 and not requested
+    assert '<img src="http://127.0.0.1:9/pixel-b.png">' in page.chat_messages()[1]
+    assert "& <b>x</b>" in page.chat_messages()[1]  # shown as typed
+
+
 def test_an_empty_message_gets_a_notice_and_the_chat_is_kept(page: PersonaPage) -> None:
     page.wait_for_messages(1)
     before = page.chat_messages()
