@@ -3,8 +3,9 @@
 One cache-less pass over a whole clip must equal diffusers' own forward with the same state
 dict: that proves the module tree (strict load, no missing/unexpected keys) and the maths
 (modulation, RoPE split, attention, unpatchify). Float32 on CPU; the two implementations order
-some float operations differently (RoPE in float32 here, float64 in diffusers), hence
-atol = rtol = 1e-5 on outputs of magnitude ~1-10.
+some float operations differently (RoPE in float32 here, float64 in diffusers; the timestep
+sinusoid in float64 here, as Wan computes it, float32 in diffusers), hence atol = rtol = 1e-5
+on outputs of magnitude ~1-10.
 """
 
 from __future__ import annotations
@@ -107,3 +108,24 @@ def test_unsupported_configs_and_bad_timesteps_are_refused() -> None:
         CausalWanTransformer(**{**TINY_CONFIG, "patch_size": (2, 2, 2)})
     with pytest.raises(ValueError, match="timestep"):
         tiny_model()(latents(3), torch.zeros(1, 2), text())
+
+
+def test_timestep_sinusoid_is_wans_float64_formula() -> None:
+    # Wan's `sinusoidal_embedding_1d` (wan/modules/model.py, as vendored by Self-Forcing and
+    # LongLive), written out: t (float64) times 10000^(-k / half), [cos, sin].
+    from pipelines.wan.layers import timestep_sinusoid
+
+    dim, half = 256, 128
+    timesteps = torch.tensor([[0.0, 250.0, 937.5], [999.0, 1000.0, 3.25]])
+    position = timesteps.flatten().to(torch.float64)
+    angles = torch.outer(position, torch.pow(10000, -torch.arange(half).to(position).div(half)))
+    wan = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    got = timestep_sinusoid(timesteps, dim)
+    assert got.dtype == torch.float64 and got.shape == (2, 3, dim)
+    assert torch.equal(got.flatten(0, 1), wan)
+    # diffusers' float32 version is off by far more than float32 rounding of the result.
+    exponent = -torch.log(torch.tensor(10000.0)) * torch.arange(half, dtype=torch.float32) / half
+    fp32 = timesteps.flatten()[:, None] * torch.exp(exponent)
+    fp32 = torch.cat([torch.cos(fp32), torch.sin(fp32)], dim=1)
+    assert (fp32.double() - wan).abs().max() > 1e-5
+

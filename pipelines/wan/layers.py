@@ -6,12 +6,12 @@ Each module here mirrors one diffusers 0.42 module (`FP32LayerNorm`, `TimestepEm
 fits. What differs is the forward: modulation is per latent frame (a noise level per frame, as
 Self-Forcing trains), and self-attention takes its past keys/values from outside (the KV cache)
 and can hand its own over to be cached. Keys handed around are already rotated by RoPE.
-Module and dtype handling (float32 norms and modulation) follow diffusers.
+Module and dtype handling (float32 norms and modulation) follow diffusers; the timestep sinusoid
+follows Wan (float64, as the published weights were trained).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -21,7 +21,21 @@ from torch import nn
 from pipelines.wan.cache import KeyValue
 
 TIMESTEP_MAX_PERIOD = 10000.0
-"""Sinusoidal timestep embedding base, as diffusers' `Timesteps` (flip_sin_to_cos, shift 0)."""
+"""Sinusoidal timestep embedding base (Wan's `sinusoidal_embedding_1d`, diffusers' `Timesteps`)."""
+
+
+def timestep_sinusoid(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
+    """[cos, sin] of t * 10000^(-k / half) for k < half = dim / 2, in float64, as Wan does.
+
+    Wan (and Self-Forcing, LongLive) compute this in float64; diffusers in float32, where the
+    angle t * freq of a timestep near 1000 is off by ~1e-4 rad: the largest difference
+    between this model and the published code before any weight is applied.
+    """
+    half = dim // 2
+    position = timesteps.to(torch.float64)
+    exponent = torch.arange(half, dtype=torch.float64, device=position.device).div(half)
+    angles = position[..., None] * torch.pow(TIMESTEP_MAX_PERIOD, -exponent)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -60,12 +74,7 @@ class ConditionEmbedder(nn.Module):
         self, timesteps: torch.Tensor, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, frames) timesteps -> temb (b, f, dim) and the 6 modulations (b, f, 6, dim)."""
-        half = self.freq_dim // 2
-        exponent = -math.log(TIMESTEP_MAX_PERIOD) * torch.arange(
-            half, dtype=torch.float32, device=timesteps.device
-        )
-        angles = timesteps.float()[..., None] * torch.exp(exponent / half)
-        sinusoid = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+        sinusoid = timestep_sinusoid(timesteps, self.freq_dim)
         weight_dtype = self.time_embedder.linear_1.weight.dtype
         temb = self.time_embedder(sinusoid.to(weight_dtype)).to(dtype)
         modulation = self.time_proj(F.silu(temb)).unflatten(-1, (6, -1))
