@@ -2,6 +2,7 @@
 
 python benchmarks/wan_speed.py [--device cuda] [--blocks 10] [--width 832 --height 480]
     [--block-frames 3] [--sink-frames 3] [--window-frames 9] [--tiny-decoder]
+    [--compile auto|on|off] [--attention auto|cudnn|flash|efficient]
 
 Speed does not depend on weight values, so this builds a real `WanPipeline` from randomly
 initialised full-size parts (the 1.3B transformer; diffusers' AutoencoderKLWan, or the
@@ -14,8 +15,12 @@ embeddings to cross-attend to, but the real umT5-XXL, which runs once per new pr
 block), is not timed, not even in the time to first frame.
 
 Prints one JSON line: steady-state fps (video frames per second at the median block after the
-first), block ms p50/p95, time to first frame (reset + first step), peak GPU memory on cuda and
-the transformer's parameter count. `--tiny` runs the same code with tiny parts (a CPU check).
+first), block ms p50/p95, the time to build the pipeline (on CUDA that includes compiling and
+a warm-up stream: `WanPipeline._warm_up`), the time to first frame (`reset` + first `step` of
+the first stream after the build), prompt switches (blocks under a new action, each of which
+re-encodes the recent frames: LongLive's KV re-cache; their median and its excess over the
+median block), peak GPU memory on cuda and the transformer's parameter count. `--tiny` runs
+the same code with tiny parts (a CPU check).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class Size:
     height: int
 
 
+SWITCHES = (Conditioning(action="wave"), Conditioning(action="nod"), Conditioning(action="wave"))
+"""Prompt switches after the timed blocks: each action differs from the block before it."""
+COMPILE = {"auto": None, "on": True, "off": False}
 FULL = Size(transformer=WAN_1_3B, vae={}, tiny_decoder={}, width=832, height=480)
 """Wan2.1-T2V-1.3B; AutoencoderKLWan's and TinyWanDecoder's defaults are the published ones."""
 TINY = Size(
@@ -99,36 +107,54 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         use_tiny_decoder=args.tiny_decoder,
         device=args.device,
         dtype="bfloat16" if device.type == "cuda" else "float32",
+        compile=COMPILE[args.compile],
+        attention=args.attention,
     )
-    pipeline = build_pipeline(size, config)
-    assert pipeline.transformer is not None
-    params = sum(p.numel() for p in pipeline.transformer.parameters())
-    chunk = [Conditioning()] * pipeline.spec.chunk_frames
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # step returns uint8 frames on the CPU, so each end time is after the GPU finished.
-    start = time.perf_counter()
+    began = time.perf_counter()
+    pipeline = build_pipeline(size, config)
+    built = time.perf_counter()
+    assert pipeline.transformer is not None
+    params = sum(p.numel() for p in pipeline.transformer.parameters())
+    frames = pipeline.spec.chunk_frames
+    # 1. A stream of idle blocks (one prompt): the first block, then the steady state.
     pipeline.reset(CHARACTER)
     ends = []
     for _ in range(args.blocks):
-        pipeline.step(chunk)
+        pipeline.step([Conditioning()] * frames)
         ends.append(time.perf_counter())
+    # 2. Prompt switches: each block re-caches the window under its new prompt.
+    switch_ms = []
+    for conditioning in SWITCHES:
+        recaches, switch_began = pipeline.recaches, time.perf_counter()
+        pipeline.step([conditioning] * frames)
+        switch_ms.append(1000 * (time.perf_counter() - switch_began))
+        if pipeline.recaches != recaches + 1:
+            raise RuntimeError("a prompt switch did not re-cache the window")
     block_ms_p50, block_ms_p95 = 1000 * np.percentile(np.diff(ends), [50, 95])
+    switch_p50 = float(np.median(switch_ms))
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "params": params,
         "size": f"{config.width}x{config.height}",
         "decoder": "tiny" if config.use_tiny_decoder else "wan_vae",
+        "compile": pipeline.compiled,
+        "attention": config.attention,
         "blocks": args.blocks,
         "latent_frames_per_block": config.block_frames,
-        "video_frames_per_block": pipeline.spec.chunk_frames,
+        "video_frames_per_block": frames,
         "steps": len(pipeline.timesteps),
         "sink_frames": config.sink_frames,
         "window_frames": config.window_frames,
-        "fps_median": round(1000 * pipeline.spec.chunk_frames / block_ms_p50, 2),
+        "fps_median": round(1000 * frames / block_ms_p50, 2),
         "block_ms_p50": round(block_ms_p50, 1),
         "block_ms_p95": round(block_ms_p95, 1),
-        "time_to_first_frame_s": round(ends[0] - start, 3),
+        "build_s": round(built - began, 2),
+        "time_to_first_frame_s": round(ends[0] - built, 3),
+        "prompt_switch_block_ms": round(switch_p50, 1),
+        "prompt_switch_extra_ms": round(switch_p50 - block_ms_p50, 1),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         if device.type == "cuda"
         else None,
@@ -146,6 +172,15 @@ def main() -> None:
     parser.add_argument("--window-frames", type=int, default=9, help="WanConfig.window_frames")
     parser.add_argument(
         "--tiny-decoder", action="store_true", help="WanConfig.use_tiny_decoder (TAEHV size)."
+    )
+    parser.add_argument(
+        "--compile", choices=sorted(COMPILE), default="auto", help="WanConfig.compile (auto: CUDA)"
+    )
+    parser.add_argument(
+        "--attention",
+        choices=["auto", "cudnn", "flash", "efficient"],
+        default=WanConfig.model_fields["attention"].default,
+        help="WanConfig.attention",
     )
     parser.add_argument("--tiny", action="store_true", help="Tiny random parts (CPU check).")
     args = parser.parse_args()

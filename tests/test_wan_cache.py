@@ -177,3 +177,51 @@ def test_cache_refuses_gaps_and_blocks_longer_than_the_window(model: torch.nn.Mo
         cache.rewind(5)
     cache.reset()
     assert cache.frames == [] and cache.next_frame is None
+
+
+@torch.no_grad()
+def test_steady_state_attends_to_the_buffer_in_place(model: torch.nn.Module) -> None:
+    """Once the window is full, every pass reads the cache as one view of its buffer (no
+    concatenation): the keys attended to share the buffer's storage, in every pass."""
+    sink, window = 1, 4
+    x, prompt = latents(FRAMES), text()
+    cache = model.new_cache(sink_frames=sink, window_frames=window)
+    seen: list[tuple[int, int]] = []
+    attend = cache.attend
+
+    def spy(layer, own):  # type: ignore[no-untyped-def]
+        kv = attend(layer, own)
+        if layer == 0:
+            buffer = cache._keys[0]  # white box: the storage attention must read in place
+            assert buffer is not None
+            seen.append((kv.key.shape[1], int(kv.key.data_ptr() == buffer.data_ptr())))
+        return kv
+
+    cache.attend = spy  # type: ignore[method-assign]
+    for s in range(0, FRAMES, BLOCK):
+        for level, keep in ((800.0, False), (0.0, True)):
+            model.forward_block(
+                x[:, :, s : s + BLOCK], level, prompt, cache, start_frame=s, update_cache=keep
+            )
+    tokens = (x.shape[-1] // 2) * (x.shape[-2] // 2)
+    assert all(in_place for _, in_place in seen)
+    # Sink + window = 5 frames once full (blocks from frame 4 on: 2 passes each).
+    assert [n // tokens for n, _ in seen] == [2, 2, 4, 4, 5, 5, 5, 5, 5, 5]
+
+
+@torch.no_grad()
+def test_a_pass_drops_only_held_frames_that_no_block_can_see(model: torch.nn.Module) -> None:
+    """A pass writes its keys into the slots of frames out of the window; such frames (kept
+    until now only because a 1-frame block could still see them) leave the cache then."""
+    x, prompt = latents(FRAMES), text()
+    cache = model.new_cache(sink_frames=1, window_frames=4)
+    for s in range(0, 8, BLOCK):
+        model.forward_block(
+            x[:, :, s : s + BLOCK], 0.0, prompt, cache, start_frame=s, update_cache=True
+        )
+    assert cache.frames == [0, 5, 6, 7]
+    model.forward_block(x[:, :, 8:10], 500.0, prompt, cache, start_frame=8, update_cache=False)
+    assert cache.frames == [0, 6, 7]  # frame 5 shared its ring slot with frame 9
+    assert cache.next_frame == 8
+    with pytest.raises(RuntimeError, match="does not match"):
+        cache.commit(6, 2)

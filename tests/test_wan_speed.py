@@ -33,6 +33,11 @@ KEYS = {
     "block_ms_p50",
     "block_ms_p95",
     "time_to_first_frame_s",
+    "build_s",
+    "prompt_switch_block_ms",
+    "prompt_switch_extra_ms",
+    "compile",
+    "attention",
     "peak_memory_gb",
 }
 
@@ -56,6 +61,7 @@ def test_tiny_run_prints_one_json_line(monkeypatch, capsys, flags, decoder) -> N
     assert isinstance(result["params"], int) and result["params"] > 0
     assert 0 < result["block_ms_p50"] <= result["block_ms_p95"]  # type: ignore[operator]
     assert result["fps_median"] > 0 and result["time_to_first_frame_s"] > 0  # type: ignore[operator]
+    assert result["prompt_switch_block_ms"] > 0 and result["compile"] is False  # type: ignore[operator]
 
 
 def test_one_block_is_refused(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

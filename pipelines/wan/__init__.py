@@ -81,8 +81,17 @@ class WanConfig(BaseModel):
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     device: str = Field(default="cuda", description='torch device, e.g. "cuda" or "cuda:1".')
     seed: int = Field(default=0, ge=0)
-    compile: bool = Field(
-        default=False, description="torch.compile each transformer block (GPU; unmeasured)."
+    compile: bool | None = Field(
+        default=None,
+        description="torch.compile each transformer block's per-token work (fused norms, "
+        "modulation, RoPE) while the pipeline is built; None: on CUDA only. H200, 832x480, "
+        "transformer: 329 -> 292 ms a block; the build takes ~17 s longer.",
+    )
+    attention: Literal["auto", "cudnn", "flash", "efficient"] = Field(
+        default="cudnn",
+        description="The SDPA kernel attention tries first (falling back to torch's others "
+        "where it cannot run); 'auto' is torch's own order, which differs between versions. "
+        "H200, a block's 4680 queries on 18720 keys: cuDNN 1.06 ms, flash 1.81 ms.",
     )
 
     @model_validator(mode="after")

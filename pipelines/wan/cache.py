@@ -12,10 +12,20 @@ with `j >= end - window_frames` (the window counts the block's own frames) or `j
 LongLive's `local_attn_size=12, sink_size=3` is `sink_frames=3, window_frames=9` here: 12
 frames in all. `window_frames=None` keeps every frame (Self-Forcing's default).
 
-Keys are stored after RoPE, at their absolute frame positions, shaped (batch, heads, tokens,
-head_dim) so attention can concatenate them with a new block's keys along the token axis.
-This module knows nothing about the model's weights or maths; the transformer reads and writes
-it through `visible`, `stage` and `commit`.
+Storage is one preallocated buffer per layer, so attention reads the cache in place instead of
+concatenating it every pass. Each frame owns a fixed slot: sink frames the first slots, later
+frames a ring of `window_frames` slots after them (without a window, slot = frame - first).
+Every pass of a block (noisy or not) writes its own keys into its frames' slots, which hold
+only frames that neither this block nor any later one can see; attention then reads the
+slots of the visible frames plus the block's own. In a steady stream those are all the slots,
+one contiguous view. Attention does not care about key order (softmax over a set), so the
+ring's rotation costs nothing. Only after a rewind (re-cache) can the visible slots split into
+runs, which are then concatenated.
+
+Keys are stored after RoPE, at their absolute frame positions, shaped (batch, tokens, heads,
+head_dim): the token axis is contiguous per frame, and the layout is the one attention kernels
+read natively. This module knows nothing about the model's weights or maths; the transformer
+drives it through `begin`, `attend` and `commit`.
 """
 
 from __future__ import annotations
@@ -29,18 +39,34 @@ if TYPE_CHECKING:
 
 @dataclass
 class KeyValue:
-    """Keys and values of one attention layer, shaped (batch, heads, tokens, head_dim)."""
+    """Keys and values of one attention layer, shaped (batch, tokens, heads, head_dim)."""
 
     key: torch.Tensor
     value: torch.Tensor
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Where one block's pass writes and reads, in frame slots (same for every layer)."""
+
+    start: int
+    frames: int
+    tokens_per_frame: int
+    writes: tuple[tuple[int, int, int], ...]
+    """(first slot, first frame of the block, frames) runs of the block's own frames."""
+    reads: tuple[tuple[int, int], ...]
+    """(first slot, slots) runs to attend to: the visible cached frames and the block."""
+    capacity: int
+    """Slots the buffers must hold for this pass."""
+
+
 class WanKVCache:
     """Self-attention frames (sink + rolling window) and per-prompt cross-attention K/V.
 
-    One instance serves one stream. The transformer calls `visible(layer, start, end)` to get
-    the cached keys a block may attend to, `stage(layer, kv)` to hand over a block's own keys
-    when the block is to be kept, and `commit(start, frames)` once all layers have staged.
+    One instance serves one stream. For each pass of a block the transformer calls
+    `begin(start, frames, tokens_per_frame)` once, then `attend(layer, kv)` in every layer
+    (writes the block's keys, returns what to attend to), and `commit(start, frames)` after a
+    pass whose keys are to be kept (the t=0 pass).
     """
 
     def __init__(
@@ -68,8 +94,12 @@ class WanKVCache:
         self.next_frame: int | None = None
         """Where the next block must start: after the last block written, or a rewind point."""
         self.tokens_per_frame: int | None = None
-        self._self: list[KeyValue | None] = [None] * self.num_layers
-        self._staged: list[KeyValue | None] = [None] * self.num_layers
+        self._keys: list[torch.Tensor | None] = [None] * self.num_layers
+        self._values: list[torch.Tensor | None] = [None] * self.num_layers
+        self._slots = 0
+        """Frame slots the buffers hold (they are allocated at the first write)."""
+        self._plan: _Plan | None = None
+        self._written: set[int] = set()
         self.clear_text()
 
     def clear_text(self) -> None:
@@ -86,8 +116,9 @@ class WanKVCache:
         """
         if self.next_frame is None or frame > self.next_frame:
             raise ValueError(f"cannot rewind to frame {frame}: the cache ends at {self.next_frame}")
-        self._select([i for i, f in enumerate(self.frames) if f < frame])
+        self.frames = [f for f in self.frames if f < frame]
         self.next_frame = frame
+        self._plan = None
         if not self.frames:
             self.first_frame = self.next_frame = None
 
@@ -107,54 +138,91 @@ class WanKVCache:
                 "call rewind(start) to recompute frames, or reset() for a new stream"
             )
 
-    def visible_frames(self, start: int, end: int) -> list[int]:
-        """Positions (into `frames`) of the cached frames a block [start, end) attends to."""
-        return [i for i, f in enumerate(self.frames) if f < start and self._sees(f, end)]
+    def begin(self, start: int, frames: int, tokens_per_frame: int) -> None:
+        """Plan one pass of the block [start, start + frames) for every layer.
 
-    def visible(self, layer: int, start: int, end: int) -> KeyValue | None:
-        """Cached keys/values of `layer` that the block [start, end) may see, or None."""
-        held = self._self[layer]
-        if held is None:
-            return None
-        positions = self.visible_frames(start, end)
-        if not positions:
-            return None
-        if len(positions) == len(self.frames):
-            return held
-        return self._gather(held, positions)
+        Held frames whose slots the block takes are dropped here: none of them is visible to
+        this block or any later one (they fell out of the window), so this changes nothing a
+        caller could see except after a rewind to before them without a commit in between.
+        """
+        self.check_block(start, frames)
+        if self.tokens_per_frame not in (None, tokens_per_frame):
+            raise ValueError("the frame size (tokens per frame) changed within a stream")
+        first = start if self.first_frame is None else self.first_frame
+        own = [self._slot(f, first) for f in range(start, start + frames)]
+        taken = set(own)
+        self.frames = [f for f in self.frames if self._slot(f, first) not in taken]
+        end = start + frames
+        visible = [self._slot(f, first) for f in self.frames if self._sees(f, end, first)]
+        writes: list[tuple[int, int, int]] = []
+        for offset, slot in enumerate(own):
+            if writes and writes[-1][0] + writes[-1][2] == slot:
+                writes[-1] = (writes[-1][0], writes[-1][1], writes[-1][2] + 1)
+            else:
+                writes.append((slot, offset, 1))
+        reads: list[tuple[int, int]] = []
+        for slot in sorted(visible + own):
+            if reads and reads[-1][0] + reads[-1][1] == slot:
+                reads[-1] = (reads[-1][0], reads[-1][1] + 1)
+            else:
+                reads.append((slot, 1))
+        self._plan = _Plan(
+            start=start,
+            frames=frames,
+            tokens_per_frame=tokens_per_frame,
+            writes=tuple(writes),
+            reads=tuple(reads),
+            capacity=self._capacity(max(own) + 1),
+        )
+        self._slots = self._plan.capacity
+        self._written = set()
 
-    def stage(self, layer: int, kv: KeyValue) -> None:
-        """Hand over a block's keys/values for `layer`; they join the cache on `commit`."""
-        self._staged[layer] = kv
+    def attend(self, layer: int, own: KeyValue) -> KeyValue:
+        """Write the block's keys/values for `layer` into its slots; return what it attends to.
+
+        The result holds the visible cached frames and the block itself: a view of the buffer
+        when they are one run of slots (the steady state), else the runs concatenated.
+        """
+        plan = self._plan
+        if plan is None:
+            raise RuntimeError("attend called before begin")
+        size = plan.tokens_per_frame
+        keys, values = self._buffers(layer, own, plan.capacity * size)
+        for slot, offset, count in plan.writes:
+            a, b = offset * size, (offset + count) * size
+            keys[:, slot * size : slot * size + b - a].copy_(own.key[:, a:b])
+            values[:, slot * size : slot * size + b - a].copy_(own.value[:, a:b])
+        self._written.add(layer)
+        return self._read(keys, values, plan.reads, size)
 
     def commit(self, start: int, frames: int) -> None:
-        """Append the staged block [start, start + frames) to every layer, then evict."""
-        import torch
-
-        if any(kv is None for kv in self._staged):
-            raise RuntimeError("commit called before every layer staged its keys/values")
-        staged = [kv for kv in self._staged if kv is not None]
-        tokens = staged[0].key.shape[2]
-        if tokens % frames:
-            raise ValueError(f"{tokens} staged tokens do not split into {frames} frames")
-        if self.tokens_per_frame not in (None, tokens // frames):
-            raise ValueError("the frame size (tokens per frame) changed within a stream")
-        self.tokens_per_frame = tokens // frames
+        """Keep the block [start, start + frames) the last pass wrote in every layer, then evict."""
+        plan = self._plan
+        if plan is None or (plan.start, plan.frames) != (start, frames):
+            raise RuntimeError(f"commit({start}, {frames}) does not match the last pass planned")
+        if len(self._written) != self.num_layers:
+            raise RuntimeError("commit called before every layer wrote its keys/values")
+        self.tokens_per_frame = plan.tokens_per_frame
         if self.first_frame is None:
             self.first_frame = start
-        for layer, new in enumerate(staged):
-            held = self._self[layer]
-            self._self[layer] = (
-                new
-                if held is None
-                else KeyValue(
-                    torch.cat([held.key, new.key], 2), torch.cat([held.value, new.value], 2)
-                )
-            )
         self.frames += list(range(start, start + frames))
         self.next_frame = start + frames
-        self._staged = [None] * self.num_layers
         self._evict()
+
+    def visible(self, layer: int, start: int, end: int) -> KeyValue | None:
+        """Cached keys/values of `layer` that a block [start, end) would see (for inspection)."""
+        keys, values = self._keys[layer], self._values[layer]
+        if keys is None or values is None or self.first_frame is None:
+            return None
+        first = self.first_frame
+        slots = sorted(
+            self._slot(f, first) for f in self.frames if f < start and self._sees(f, end, first)
+        )
+        if not slots:
+            return None
+        size = self.tokens_per_frame
+        assert size is not None
+        return self._read(keys, values, tuple((slot, 1) for slot in slots), size)
 
     def cross(self, layer: int) -> KeyValue | None:
         return self._cross[layer]
@@ -164,51 +232,66 @@ class WanKVCache:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _sees(self, frame: int, end: int) -> bool:
-        in_sink = self.first_frame is not None and frame < self.first_frame + self.sink_frames
+    def _slot(self, frame: int, first: int) -> int:
+        offset = frame - first
+        if self.window_frames is None or offset < self.sink_frames:
+            return offset
+        return self.sink_frames + (offset - self.sink_frames) % self.window_frames
+
+    def _capacity(self, needed: int) -> int:
+        """Slots to hold: sink + window, or (no window) enough, grown by doubling."""
+        if self.window_frames is not None:
+            return self.sink_frames + self.window_frames
+        return self._slots if self._slots >= needed else max(needed, 2 * self._slots)
+
+    def _sees(self, frame: int, end: int, first: int) -> bool:
+        in_sink = frame < first + self.sink_frames
         in_window = self.window_frames is None or frame >= end - self.window_frames
         return in_sink or in_window
 
     def _evict(self) -> None:
         """Keep the sink and the frames any next block (at least one frame long) can see."""
-        if self.window_frames is None or not self.frames:
+        if self.window_frames is None or not self.frames or self.first_frame is None:
             return
         next_end = self.frames[-1] + 2
-        keep = [i for i, f in enumerate(self.frames) if self._sees(f, next_end)]
-        if len(keep) < len(self.frames):
-            self._select(keep)
+        self.frames = [f for f in self.frames if self._sees(f, next_end, self.first_frame)]
 
-    def _select(self, positions: list[int]) -> None:
-        if len(positions) == len(self.frames):
-            return
-        self.frames = [self.frames[i] for i in positions]
-        for layer, held in enumerate(self._self):
-            if held is not None:
-                kept = self._gather(held, positions) if positions else None
-                self._self[layer] = (
-                    KeyValue(kept.key.contiguous(), kept.value.contiguous()) if kept else None
-                )
+    def _buffers(
+        self, layer: int, like: KeyValue, tokens: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's key/value buffers, allocated (or grown, keeping their contents) to fit."""
+        keys, values = self._keys[layer], self._values[layer]
+        if keys is None or values is None or keys.shape[1] < tokens:
+            batch, _, heads, dim = like.key.shape
+            new_keys = like.key.new_empty(batch, tokens, heads, dim)
+            new_values = like.value.new_empty(batch, tokens, heads, dim)
+            if keys is not None and values is not None:
+                new_keys[:, : keys.shape[1]].copy_(keys)
+                new_values[:, : values.shape[1]].copy_(values)
+            keys, values = new_keys, new_values
+            self._keys[layer], self._values[layer] = keys, values
+        elif keys.shape[0] != like.key.shape[0] or keys.dtype != like.key.dtype:
+            raise ValueError("batch size or dtype changed within a stream; reset() the cache")
+        return keys, values
 
-    def _gather(self, held: KeyValue, positions: list[int]) -> KeyValue:
-        """The tokens of the frames at `positions`, by slicing runs of consecutive frames.
-
-        Held frames are the sink plus one recent run, so this is one slice (a view) or the
-        concatenation of two: no index tensors, no host-to-device copies.
-        """
+    @staticmethod
+    def _read(
+        keys: torch.Tensor, values: torch.Tensor, runs: tuple[tuple[int, int], ...], size: int
+    ) -> KeyValue:
+        """The tokens of slot runs: one slice (a view) or, after a rewind, a concatenation."""
         import torch
 
-        size = self.tokens_per_frame
-        assert size is not None
-        runs: list[tuple[int, int]] = []
-        for position in positions:
-            if runs and runs[-1][1] == position * size:
-                runs[-1] = (runs[-1][0], (position + 1) * size)
+        merged: list[tuple[int, int]] = []
+        for slot, count in runs:
+            if merged and merged[-1][0] + merged[-1][1] == slot:
+                merged[-1] = (merged[-1][0], merged[-1][1] + count)
             else:
-                runs.append((position * size, (position + 1) * size))
-        if len(runs) == 1:
-            ((a, b),) = runs
-            return KeyValue(held.key[:, :, a:b], held.value[:, :, a:b])
+                merged.append((slot, count))
+        spans = [(slot * size, (slot + count) * size) for slot, count in merged]
+        if len(spans) == 1:
+            ((a, b),) = spans
+            return KeyValue(keys[:, a:b], values[:, a:b])
         return KeyValue(
-            torch.cat([held.key[:, :, a:b] for a, b in runs], dim=2),
-            torch.cat([held.value[:, :, a:b] for a, b in runs], dim=2),
+            torch.cat([keys[:, a:b] for a, b in spans], dim=1),
+            torch.cat([values[:, a:b] for a, b in spans], dim=1),
         )

@@ -16,6 +16,10 @@ so it decodes to 4F - 3. The pipeline declares `chunk_frames = 4F` (12 at the de
 fills the first chunk by holding the stream's first frame for the 3 missing frames (0.19 s at
 16 fps); every later chunk is exactly what the decoder produced.
 
+On CUDA the constructor compiles the transformer's per-token work (`WanConfig.compile`) and
+runs one throwaway stream, so that compilation and cuDNN's plan choices happen while the
+pipeline is built, not in the first user's stream.
+
 Components are injected (`transformer`, `text_encoder`, `decoder`); `from_pretrained` (or the
 constructor given none of them) fetches and loads the published weights (`loading.py`). This
 module knows the recipe, not the models' maths, the weight layouts or where files live.
@@ -33,6 +37,7 @@ import torch
 from pipelines.base import Pipeline, PipelineSpec
 from pipelines.conditioning import Appearance, Character, Conditioning
 from pipelines.wan import LATENT_SCALE, WAN_1_3B, WanConfig
+from pipelines.wan.layers import attention_kernel
 from pipelines.wan.schedule import NUM_TRAIN_TIMESTEPS, renoise, warped_timesteps
 from pipelines.wan.text import WanTextEncoder, prompt_mix
 from pipelines.wan.transformer import CausalWanTransformer
@@ -45,6 +50,10 @@ log = logging.getLogger(__name__)
 
 MIX_DECIMALS = 3
 """Prompt weights are rounded to this many decimals: equal rounded mixes are the same prompt."""
+WARM_UP_BLOCKS = 4
+"""Idle blocks of the build-time warm-up stream: enough to fill the default 12-frame window,
+so the warm-up meets every attention shape a stream will (then one prompt switch)."""
+WARM_UP_CHARACTER = Character(name="warm-up")
 SEED_STRIDE = 1_000_003
 """Config seed and character seed combine as seed * SEED_STRIDE + character.seed."""
 
@@ -91,9 +100,6 @@ class WanPipeline(Pipeline):
         self.transformer: CausalWanTransformer | None = transformer.eval()
         self.text_encoder = text_encoder
         self.decoder = decoder
-        if self.config.compile:
-            for block in self.transformer.blocks:
-                block.compile()
         parameter = next(self.transformer.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.timesteps = warped_timesteps(self.config.denoising_steps, shift=self.config.shift)
@@ -114,6 +120,13 @@ class WanPipeline(Pipeline):
         self._recent: torch.Tensor | None = None
         self._text_key: tuple[tuple[str, float], ...] | None = None
         self._text: torch.Tensor | None = None
+        self.compiled = (
+            self.config.compile if self.config.compile is not None else self.device.type == "cuda"
+        )
+        if self.compiled:
+            self.transformer.compile_blocks()
+        if self.device.type == "cuda":
+            self._warm_up()
 
     @classmethod
     def from_pretrained(cls, config: WanConfig | None = None, **options: object) -> WanPipeline:
@@ -136,10 +149,15 @@ class WanPipeline(Pipeline):
 
     @torch.inference_mode()
     def step(self, conditioning: Sequence[Conditioning]) -> np.ndarray:
-        transformer = self._require_transformer()
         if self.cache is None or self._appearance is None:
             raise RuntimeError("WanPipeline.step called before reset(character)")
         self._check_conditioning(conditioning)
+        with attention_kernel(self.config.attention):
+            return self._step(conditioning)
+
+    def _step(self, conditioning: Sequence[Conditioning]) -> np.ndarray:
+        transformer = self._require_transformer()
+        assert self.cache is not None and self._appearance is not None
         cache, start = self.cache, self._frame
 
         # 1. The block's prompt mix, from every frame's action and expression (and blends).
@@ -209,6 +227,23 @@ class WanPipeline(Pipeline):
         )
         self.recaches += 1
         log.debug("re-cached %d frames before frame %d under a new prompt", frames, self._frame)
+
+    def _warm_up(self) -> None:
+        """A throwaway stream while the pipeline is built, so no user's stream pays start-up.
+
+        It compiles the transformer (with `compile`), lets cuDNN choose its plans for every
+        shape a stream meets (the decoder's first and later chunks, attention over a growing
+        cache, a re-cache after a prompt switch) and fills the allocator's pools. Then the
+        pipeline is as before, except warm.
+        """
+        idle = [Conditioning()] * self.spec.chunk_frames
+        switch = [Conditioning(action="wave")] * self.spec.chunk_frames
+        self.reset(WARM_UP_CHARACTER)
+        for chunk in [idle] * WARM_UP_BLOCKS + [switch]:
+            self.step(chunk)
+        self.cache, self._appearance, self._recent = None, None, None
+        self.recaches = 0
+        self.decoder.reset()
 
     def _remember(self, clean: torch.Tensor) -> None:
         """Keep the last `window_frames` clean latent frames for a re-cache."""

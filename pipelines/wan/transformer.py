@@ -25,7 +25,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from pipelines.wan.cache import WanKVCache
-from pipelines.wan.layers import ConditionEmbedder, FP32LayerNorm, WanBlock, per_frame
+from pipelines.wan.layers import ConditionEmbedder, FP32LayerNorm, Rope, WanBlock, per_frame
 
 ROPE_THETA = 10000.0
 ROPE_TABLES_KEPT = 8
@@ -104,6 +104,16 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         """An empty cache sized for this model's layers."""
         return WanKVCache(len(self.blocks), sink_frames=sink_frames, window_frames=window_frames)
 
+    def compile_blocks(self, **options: object) -> None:
+        """torch.compile every block's per-token work (`WanBlock.compile_regions`).
+
+        The graphs have fixed shapes (one block's tokens, the prompt's length), so they compile
+        once, on the first pass, and serve every layer, pass and block after it; attention over
+        the cache, whose length changes, stays eager.
+        """
+        for block in self.blocks:
+            block.compile_regions(**options)
+
     def forward_block(
         self,
         latents: torch.Tensor,
@@ -121,17 +131,15 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         (b,) or per frame (b, f). text_states (b, text_len, text_dim): the cross-attention
         K/V are computed once per prompt tensor (by identity) and kept in the cache. With
         update_cache=True (Self-Forcing's extra pass at t=0 on the clean block) the block's
-        keys/values are appended to the cache.
+        keys/values are kept in the cache; other passes leave what it holds unchanged.
         """
         frames = latents.shape[2]
-        cache.check_block(start_frame, frames)
         out = self._run(
             latents,
             timestep,
             text_states,
             start_frame=start_frame,
             cache=cache,
-            update_cache=update_cache,
         )
         if update_cache:
             cache.commit(start_frame, frames)
@@ -202,11 +210,9 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         start_frame: int,
         cache: WanKVCache | None = None,
         frame_mask: torch.Tensor | None = None,
-        update_cache: bool = False,
     ) -> torch.Tensor:
         """Shared body of `forward` and `forward_block`: embed, run the blocks, unpatchify."""
         batch, _, frames, height, width = latents.shape
-        end = start_frame + frames
         _, p_h, p_w = self.config.patch_size
         grid = (frames, height // p_h, width // p_w)
         tokens_per_frame = grid[1] * grid[2]
@@ -215,6 +221,8 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         timesteps = _frame_timesteps(timestep, batch, frames, latents.device)
         temb, modulation = self.condition_embedder.time(timesteps, text_states.dtype)
         rope = self._rope(start_frame, grid, x.device)
+        if cache is not None:
+            cache.begin(start_frame, frames, tokens_per_frame)
         mask = None
         if frame_mask is not None:
             mask = frame_mask.to(x.device, torch.bool)
@@ -235,30 +243,23 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
                 cross = block.attn2.project_kv(context, None)
                 if cache is not None:
                     cache.set_cross(index, cross)
-            past = cache.visible(index, start_frame, end) if cache is not None else None
-            stage = (
-                functools.partial(cache.stage, index)
-                if update_cache and cache is not None
-                else None
-            )
-            x = block(x, modulation, rope, cross, past=past, mask=mask, stage=stage)
+            attend_to = functools.partial(cache.attend, index) if cache is not None else None
+            x = block(x, modulation, rope, cross, attend_to=attend_to, mask=mask)
 
         shift, scale = (self.scale_shift_table.unsqueeze(1) + temb.unsqueeze(2)).chunk(2, dim=2)
         x = (per_frame(self.norm_out(x.float()), frames) * (1 + scale) + shift).flatten(1, 2)
         x = self.proj_out(x.type_as(latents))
         return _unpatchify(x, grid, tuple(self.config.patch_size))
 
-    def _rope(
-        self, start_frame: int, grid: tuple[int, int, int], device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(self, start_frame: int, grid: tuple[int, int, int], device: torch.device) -> Rope:
         return rope_table(self.config.attention_head_dim, start_frame, grid, device)
 
 
 @functools.lru_cache(maxsize=ROPE_TABLES_KEPT)
 def rope_table(
     head_dim: int, start_frame: int, grid: tuple[int, int, int], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin (tokens, head_dim / 2) for frames at absolute positions from start_frame.
+) -> Rope:
+    """Angles (tokens, 1, head_dim / 2) for frames at absolute positions from start_frame.
 
     Wan splits each head's rotary pairs into temporal / height / width groups (diffusers'
     `WanRotaryPosEmbed`: h = w = 2 * (d // 6) channels, the rest temporal). Angles are
@@ -286,8 +287,9 @@ def rope_table(
             w[None, None, :, :].expand(frames, height, width, -1),
         ],
         dim=-1,
-    ).reshape(frames * height * width, -1)
-    return angles.cos().float().to(device), angles.sin().float().to(device)
+    ).reshape(frames * height * width, 1, -1)
+    cos, sin = angles.cos().float().to(device), angles.sin().float().to(device)
+    return Rope(cos, sin, torch.complex(cos, sin))
 
 
 def _frame_timesteps(
