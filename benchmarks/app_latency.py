@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.browser.harness import PersonaPage, chromium, running_app
+from tests.browser.harness import PersonaPage, chromium, rss_mb, running_app
 
 MESSAGES = [
     ("please wave", "wave"),
@@ -29,13 +29,6 @@ MESSAGES = [
     ("point over there", "point"),
 ]
 GESTURE_GAP_SECONDS = 2.5
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _median(values: list[float]) -> float | None:
@@ -77,7 +70,7 @@ def main() -> None:
             "trials": args.trials,
             "server_ready_s": round(startup_s, 2),
             "click_to_playing_s": round(playing_s, 2),
-            "server_rss_mb": round(_rss_mb(process.pid), 1),
+            "server_rss_mb": round(rss_mb(process.pid), 1),
         }
     print(json.dumps(result))
 

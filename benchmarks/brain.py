@@ -11,8 +11,7 @@ Prints one JSON object:
 - page: the real app in headless Chromium with the stream running, per pipeline: Enter ->
   first reply text (p50/p95) for open questions, the browser's fps and the stream's own
   (the status line: the pipeline's rate, where the browser may see repeated frames) while the
-  model writes,
-  and the server's RSS with the model loaded.
+  model writes, and the server's RSS with the model loaded.
 """
 
 from __future__ import annotations
@@ -82,11 +81,11 @@ def part_replies() -> dict:
         for prompt in PROMPTS:
             conversation = Conversation(card, backend)
             start = time.perf_counter()
-            first = None
+            first = directive = None
             for event in conversation.respond(prompt):
                 if event.text and first is None:
                     first = time.perf_counter() - start
-                directive = event.directive or None
+                directive = event.directive or directive
             took = time.perf_counter() - start
             first_ms.append(1000 * (first or took))
             done_ms.append(1000 * took)
@@ -110,13 +109,13 @@ def part_accuracy() -> dict:
 
 
 def part_page(pipeline: str) -> dict:
-    from tests.browser.harness import CHAT_MESSAGE, PersonaPage, chromium, running_app
-
-    def rss_mb(pid: int) -> float:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return 0.0
+    from tests.browser.harness import (
+        CHAT_MESSAGE,
+        PersonaPage,
+        chromium,
+        rss_mb,
+        running_app,
+    )
 
     with running_app(PERSONA_PIPELINE=pipeline) as (url, process), chromium() as browser:
         page = PersonaPage(browser, url)
@@ -146,7 +145,7 @@ def part_page(pipeline: str) -> dict:
             "enter_to_first_reply_text_ms_p50": _p(first_ms, 0.5),
             "enter_to_first_reply_text_ms_p95": _p(first_ms, 0.95),
             "messages": len(first_ms),
-            "server_rss_mb": rss_mb(process.pid),
+            "server_rss_mb": round(rss_mb(process.pid), 1),
         }
         page.close()
     return result

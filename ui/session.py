@@ -260,7 +260,11 @@ class Session:
     def chat_history(self) -> list[dict[str, str]]:
         """What the chat shows: the greeting, then every message and reply so far (a copy)."""
         with self._chat_changed:
-            return [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
+            return self._shown_transcript()
+
+    def _shown_transcript(self) -> list[dict[str, str]]:
+        """The transcript as the page shows it (a copy); call with `_chat_changed` held."""
+        return [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
 
     def send(self, message: str) -> bool:
         """Show the message at once and answer it on a conversation thread, where the action
@@ -330,7 +334,7 @@ class Session:
                     self._chat_changed.wait(timeout=1.0)
                     continue
                 seen = self._version
-                chat = [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
+                chat = self._shown_transcript()
                 notices, self._notices = self._notices, []
             yield chat, notices
             if finished:

@@ -22,6 +22,7 @@ Knows nothing about the UI or the video.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -30,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from persona.backends.base import Backend, BackendError, ChatTurn, ReplyChunk, ReplyRequest
-from persona.backends.local_model import CachedContext, ChatModel, shared_chat_model
+from persona.backends.local_model import (
+    CachedContext,
+    ChatModel,
+    banned_token_mask,
+    shared_chat_model,
+)
 from persona.backends.offline import EXPRESSION_LINES, OfflineBackend
 from persona.interpreter import OfflineInterpreter, shared_interpreter
 
@@ -82,9 +88,14 @@ def default_model_source() -> str | None:
     return None
 
 
+def spoken(text: str) -> str:
+    """The words of a reply without its stage directions."""
+    return " ".join(_STAGE_DIRECTION.sub(" ", text).split())
+
+
 def stage_direction(expression: str) -> str:
     """The first `*...*` of the expression's in-character line, e.g. `*looks sad*`."""
-    match = re.search(r"\*[^*]+\*", EXPRESSION_LINES[expression][0])
+    match = _STAGE_DIRECTION.search(EXPRESSION_LINES[expression][0])
     return match.group(0) if match else ""
 
 
@@ -103,8 +114,8 @@ class EmbeddedBackend(Backend):
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self._interpreter = interpreter or shared_interpreter()
+        self._chat: ChatModel | None = None
         self._context: CachedContext | None = None
-        self._banned: dict[tuple[int, bool], Any] = {}
 
     def check(self) -> None:
         """The model is installed (or named and present) and its libraries import."""
@@ -144,23 +155,27 @@ class EmbeddedBackend(Backend):
     # -- the model's words --------------------------------------------------------------
 
     def _chat_model(self) -> ChatModel:
-        self.check()
-        assert self.source is not None
-        try:
-            return shared_chat_model(self.source)
-        except (OSError, ValueError, ImportError) as error:
-            raise BackendError(
-                f"cannot load the embedded model ({type(error).__name__}: {error})"
-            ) from None
+        """The shared model, checked and loaded on first use, with this conversation's cache."""
+        if self._chat is None:
+            self.check()
+            assert self.source is not None
+            try:
+                self._chat = shared_chat_model(self.source)
+            except (OSError, ValueError, ImportError) as error:
+                raise BackendError(
+                    f"cannot load the embedded model ({type(error).__name__}: {error})"
+                ) from None
+            self._context = CachedContext(self._chat.model)
+        return self._chat
 
     def _prompt_ids(self, chat: ChatModel, request: ReplyRequest, opening: str) -> list[int]:
         """The chat-template prompt, oldest history turns dropped until it fits. History keeps
         only the spoken words: a model shown its stage directions repeats them forever."""
         system = request.persona_prompt or request.system_prompt
         history = [
-            ChatTurn(role=t.role, content=spoken)
+            ChatTurn(role=t.role, content=words)
             for t in request.history
-            if (spoken := " ".join(_STAGE_DIRECTION.sub(" ", t.content).split()))
+            if (words := spoken(t.content))
         ]
         while True:
             messages = [
@@ -176,29 +191,6 @@ class EmbeddedBackend(Backend):
             if len(ids) <= CONTEXT_TOKENS or not history:
                 return ids[-CONTEXT_TOKENS:]
             history = _drop_oldest_exchange(history)
-
-    def _banned_tokens(self, chat: ChatModel, allow_ai_words: bool) -> Any:
-        """Tokens the reply may never use: specials other than end-of-turn, line breaks,
-        parentheses and asterisks (asides like "(laughs)" and "*leans in*" crowd out the words),
-        and AI self-talk."""
-        key = (id(chat.model), allow_ai_words)
-        if key not in self._banned:
-            import torch
-
-            tokenizer = chat.tokenizer
-            size = chat.model.get_output_embeddings().weight.shape[0]
-            banned = torch.zeros(size, dtype=torch.bool)
-            banned[len(tokenizer) :] = True
-            specials = set(tokenizer.all_special_ids) - {tokenizer.eos_token_id}
-            for token_id in range(min(size, len(tokenizer))):
-                piece = tokenizer.decode([token_id])
-                banned[token_id] = (
-                    token_id in specials
-                    or any(p in piece for p in _BANNED_PIECES)
-                    or (not allow_ai_words and piece.strip() in _AI_WORDS)
-                )
-            self._banned[key] = banned
-        return self._banned[key]
 
     def _model_reply(self, request: ReplyRequest, opening: str) -> Iterator[ReplyChunk]:
         import torch
@@ -226,13 +218,12 @@ class EmbeddedBackend(Backend):
             generator.seed()
         else:
             generator.manual_seed(self.seed + len(request.history))
-        banned = self._banned_tokens(chat, bool(_IS_AI.search(request.persona_prompt)))
+        banned = _banned_tokens(chat.source, bool(_IS_AI.search(request.persona_prompt)))
         if opening:
             yield ReplyChunk(text=opening)
         shown = opening
+        assert self._context is not None
         with chat.lock, torch.inference_mode():
-            if self._context is None or self._context.model is not chat.model:
-                self._context = CachedContext(chat.model)
             ids = self._prompt_ids(chat, request, opening)
             said_before = _last_reply_ids(chat, request)
             logits = self._context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
@@ -262,12 +253,27 @@ class EmbeddedBackend(Backend):
             raise BackendError("the embedded model gave an empty reply")
 
 
+@functools.cache
+def _banned_tokens(source: str, allow_ai_words: bool) -> Any:
+    """Tokens the reply may never use, built once per model (0.3 s for SmolLM2's 49k tokens):
+    line breaks, parentheses and asterisks (asides like "(laughs)" and "*leans in*" crowd out
+    the words), and AI self-talk."""
+    chat = shared_chat_model(source)
+
+    def banned_piece(piece: str) -> bool:
+        return any(p in piece for p in _BANNED_PIECES) or (
+            not allow_ai_words and piece.strip() in _AI_WORDS
+        )
+
+    return banned_token_mask(chat.tokenizer, chat.model, banned_piece)
+
+
 def _last_reply_ids(chat: ChatModel, request: ReplyRequest) -> list[int]:
     """The spoken words of the character's last reply, as tokens: penalised like the reply's
     own, so a small model does not open every answer the way it opened the last one."""
     last = next((t.content for t in reversed(request.history) if t.role == "assistant"), "")
-    spoken = " ".join(_STAGE_DIRECTION.sub(" ", last).split())
-    return chat.tokenizer(spoken, add_special_tokens=False).input_ids if spoken else []
+    words = spoken(last)
+    return chat.tokenizer(words, add_special_tokens=False).input_ids if words else []
 
 
 def _joined(opening: str, text: str) -> str:

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,21 @@ def shared_chat_model(source: str) -> ChatModel:
         if source not in _models:
             _models[source] = load_chat_model(source)
         return _models[source]
+
+
+def banned_token_mask(tokenizer: Any, model: Any, banned_piece: Callable[[str], bool]) -> Any:
+    """A bool mask over the model's output: True for tokens a reply may never produce. Always
+    special tokens other than end-of-turn and ids past the tokenizer's vocabulary (padding
+    rows of the embedding), plus every token whose text `banned_piece` refuses."""
+    import torch
+
+    size = model.get_output_embeddings().weight.shape[0]
+    banned = torch.zeros(size, dtype=torch.bool)
+    specials = set(tokenizer.all_special_ids) - {tokenizer.eos_token_id}
+    for token_id in range(min(size, len(tokenizer))):
+        banned[token_id] = token_id in specials or banned_piece(tokenizer.decode([token_id]))
+    banned[len(tokenizer) :] = True
+    return banned
 
 
 def common_length(a: list[int], b: list[int]) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from persona.backends.base import Backend, BackendError, ReplyChunk, ReplyRequest
-from persona.backends.local_model import CachedContext, common_length
+from persona.backends.local_model import CachedContext, banned_token_mask, common_length
 from persona.directive import ACTIONS, EXPRESSIONS
 
 DEFAULT_TRANSFORMERS_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
@@ -63,7 +63,6 @@ class TransformersBackend(Backend):
     def _load(self) -> tuple[Any, Any, Any]:
         """(tokenizer, model, mask of tokens banned in the dialogue), built once."""
         if self._loaded is None:
-            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             try:
@@ -74,16 +73,9 @@ class TransformersBackend(Backend):
                     f"cannot load the local model {self.model_id!r} ({type(error).__name__}); "
                     "download it once online or give a local path"
                 ) from None
-            vocab_size = model.get_output_embeddings().weight.shape[0]
-            banned = torch.zeros(vocab_size, dtype=torch.bool)
-            for token_id in range(min(vocab_size, len(tokenizer))):
-                piece = tokenizer.decode([token_id])
-                special = token_id in tokenizer.all_special_ids
-                if special and token_id != tokenizer.eos_token_id:
-                    banned[token_id] = True
-                if any(c in piece for c in _FORBIDDEN_IN_DIALOGUE):
-                    banned[token_id] = True
-            banned[len(tokenizer) :] = True
+            banned = banned_token_mask(
+                tokenizer, model, lambda piece: any(c in piece for c in _FORBIDDEN_IN_DIALOGUE)
+            )
             self._loaded = (tokenizer, model, banned)
         return self._loaded
 

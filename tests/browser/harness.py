@@ -105,6 +105,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (the app started by `running_app`), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 @contextmanager
 def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start `python app.py` on this machine's address; yield (url, process)."""
