@@ -253,20 +253,20 @@ def test_card_names_a_renderer_cannot_take_are_refused_at_upload(
 def test_a_failing_pipeline_build_says_so_and_the_session_recovers(session: Session) -> None:
     register(
         PipelineEntry(
-            name="broken",
+            name="_test_broken",
             description="raises while building",
             target="tests.test_app_session:NoSuchPipeline",
             config=PuppetConfig,
         )
     )
-    session.select_pipeline("broken")
+    session.select_pipeline("_test_broken")
     frames = session.frames()
     next(frames)
     deadline = time.monotonic() + 10
     while "pipeline error" not in session.status() and time.monotonic() < deadline:
         next(frames)
         time.sleep(0.05)
-    assert "could not start broken" in session.status()
+    assert "could not start _test_broken" in session.status()
     session.select_pipeline("puppet")  # the visitor picks another: it plays
     _frames_until_live(session, frames)
     assert "pipeline error" not in session.status()
