@@ -4,7 +4,8 @@ Reads `chara_card_v2` / `chara_card_v3` JSON (and legacy flat V1 JSON) from a pa
 and PNGs with a `ccv3` or `chara` tEXt chunk (base64 JSON), walking the PNG's chunks directly
 so pixels are never decoded (a hostile image cannot exhaust memory). Applies the `{{char}}` and
 `{{user}}` macros. The renderers' appearance lives under `data.extensions["persona/appearance"]`
-and is validated into `pipelines.conditioning.Appearance`. Anything malformed, oversized or
+and is validated into `pipelines.conditioning.Appearance`; its voice under
+`data.extensions["persona/voice"]` (`persona.voice.tts.VoiceSettings`). Anything malformed, oversized or
 hostile raises `CardError` with a message fit to show a user; nothing is half-loaded.
 Knows nothing about conversations or prompts (see `conversation.py`).
 """
@@ -20,9 +21,11 @@ import struct
 import unicodedata
 import zlib
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from persona.voice.tts import VOICE_KEY, VoiceSettings
 from pipelines.conditioning import NAME_MAX_CHARS, Appearance, Character
 
 MAX_CARD_BYTES = 5 * 2**20
@@ -32,6 +35,9 @@ CARDS_DIR = Path(__file__).resolve().parents[1] / "assets" / "characters"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CARD_CHUNK_KEYWORDS = (b"ccv3", b"chara")  # V3 first: tools write both, V3 is richer
 _MACROS = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class CardError(ValueError):
@@ -73,6 +79,7 @@ class Card(BaseModel):
     spec: str
     data: CardData
     appearance: Appearance
+    voice: VoiceSettings = VoiceSettings()
 
     @property
     def name(self) -> str:
@@ -102,7 +109,11 @@ class Card(BaseModel):
     def to_json(self) -> dict[str, object]:
         """The card as Character Card V2/V3 JSON, appearance included, for other card tools."""
         data = self.data.model_dump()
-        data["extensions"] = {**data["extensions"], APPEARANCE_KEY: self.appearance.model_dump()}
+        data["extensions"] = {
+            **data["extensions"],
+            APPEARANCE_KEY: self.appearance.model_dump(),
+            VOICE_KEY: self.voice.model_dump(),
+        }
         version = "3.0" if self.spec == "chara_card_v3" else "2.0"
         return {"spec": self.spec, "spec_version": version, "data": data}
 
@@ -143,6 +154,16 @@ def _png_card_json(blob: bytes) -> bytes:
     raise CardError("this PNG carries no character card (no 'chara' or 'ccv3' text chunk)")
 
 
+def _validated(model: type[_Model], raw: object, where: str) -> _Model:
+    """`raw` as `model`, or a CardError naming the first bad field (under `where`)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join([where] * bool(where) + [str(p) for p in first["loc"]]) or "card"
+        raise CardError(f"invalid card field '{field}': {first['msg']}") from None
+
+
 def parse_card(blob: bytes) -> Card:
     """A Card from the bytes of a JSON or PNG card file."""
     if len(blob) > MAX_CARD_BYTES:
@@ -164,15 +185,12 @@ def parse_card(blob: bytes) -> Card:
         spec, data = "chara_card_v2", raw  # legacy V1: flat fields
     else:
         raise CardError(f"unsupported card spec {spec!r}; expected chara_card_v2 or chara_card_v3")
-    try:
-        card_data = CardData.model_validate(data)
-        extension = card_data.extensions.get(APPEARANCE_KEY, {})
-        appearance = Appearance.model_validate(extension)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "card"
-        raise CardError(f"invalid card field '{where}': {first['msg']}") from None
-    return Card(spec=spec, data=card_data, appearance=appearance)
+    card_data = _validated(CardData, data, "")
+    appearance = _validated(
+        Appearance, card_data.extensions.get(APPEARANCE_KEY, {}), APPEARANCE_KEY
+    )
+    voice = _validated(VoiceSettings, card_data.extensions.get(VOICE_KEY, {}), VOICE_KEY)
+    return Card(spec=spec, data=card_data, appearance=appearance, voice=voice)
 
 
 def load_card(source: str | Path | bytes) -> Card:

@@ -1,27 +1,25 @@
 """The live character state of one session: Directives in, per-frame Conditioning out.
 
 Wraps the shared `Timeline` (the single home of how actions and expressions evolve) with a lock,
-because the chat handler writes while the stream worker reads, and adds speech: while a reply
-is being "spoken" the mouth moves (a syllable-rate viseme) for a time proportional to its
-length. Knows nothing about pipelines beyond the conditioning types.
+because the chat handler writes while the stream worker reads, and adds the mouth: it follows
+the session's `SpeechSchedule`, the same schedule the audio track plays from, so each frame's
+mouth shape is the one for the sound heard at that frame's display time. Knows nothing about
+pipelines beyond the conditioning types.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 
+from persona.voice.schedule import SpeechSchedule
 from pipelines.conditioning import Action, Conditioning, Expression, Timeline
-
-SECONDS_PER_WORD = 0.28
-SYLLABLES_PER_SECOND = 4.5
 
 
 class CharacterState:
     def __init__(self, t0: float = 0.0) -> None:
         self._timeline = Timeline(t0)
         self._lock = threading.Lock()
-        self._speech_start = self._speech_end = t0
+        self.speech = SpeechSchedule()
 
     def apply_action(self, action: Action, t: float) -> bool:
         """Start an action; False when it changes nothing (e.g. sit_down while seated)."""
@@ -32,24 +30,10 @@ class CharacterState:
         with self._lock:
             return self._timeline.set_expression(expression, t)
 
-    def speak(self, text: str, t: float) -> None:
-        """Move the mouth for as long as `text` takes to say, starting now (or extending)."""
-        seconds = SECONDS_PER_WORD * len(text.split())
-        with self._lock:
-            if t > self._speech_end:
-                self._speech_start, self._speech_end = t, t + seconds
-            else:
-                self._speech_end += seconds
-
-    def mouth_open(self, t: float) -> float:
-        if not self._speech_start <= t < self._speech_end:
-            return 0.0
-        phase = (t - self._speech_start) * SYLLABLES_PER_SECOND
-        return 0.25 + 0.55 * abs(math.sin(math.pi * phase))
-
     def conditioning_at(self, t: float) -> Conditioning:
+        mouth_open, mouth_shape = self.speech.mouth_at(t)
         with self._lock:
-            return self._timeline.sample(t, mouth_open=self.mouth_open(t))
+            return self._timeline.sample(t, mouth_open=mouth_open, mouth_shape=mouth_shape)
 
     def current(self, t: float) -> tuple[str, str]:
         """(action, expression) being shown at time t."""

@@ -80,6 +80,12 @@ ACTION_SECONDS: dict[str, float] = {
 }
 """How long a one-shot action takes, in seconds (holds have no end)."""
 
+MouthShape = Literal["rest", "closed", "open", "wide", "round", "teeth"]
+"""Visemes, from the sound being made: `rest` (silent), `closed` (m, b, p), `open` (ah),
+`wide` (ee, eh), `round` (oo, oh, w), `teeth` (f, v, s). How open the mouth is travels
+separately as `mouth_open`, so a loud "oh" and a soft one share a shape."""
+MOUTH_SHAPES: tuple[str, ...] = get_args(MouthShape)
+
 BLEND_SECONDS = 0.2
 """How long a change of action or expression cross-fades, so poses never pop."""
 
@@ -156,7 +162,8 @@ class Conditioning(BaseModel):
     expression_blend: float = Field(default=1.0, ge=0.0, le=1.0)
     sitting: float = Field(default=0.0, ge=0.0, le=1.0, description="0 standing .. 1 seated.")
     facing_back: float = Field(default=0.0, ge=0.0, le=1.0, description="0 front .. 1 back.")
-    mouth_open: float = Field(default=0.0, ge=0.0, le=1.0, description="Speech viseme.")
+    mouth_open: float = Field(default=0.0, ge=0.0, le=1.0, description="How open, from speech.")
+    mouth_shape: MouthShape = "rest"
 
 
 def _smoothstep(x: float) -> float:
@@ -275,7 +282,9 @@ class Timeline:
         self._expression_start = t
         return True
 
-    def sample(self, t: float, *, mouth_open: float = 0.0) -> Conditioning:
+    def sample(
+        self, t: float, *, mouth_open: float = 0.0, mouth_shape: MouthShape = "rest"
+    ) -> Conditioning:
         """What the frame at time `t` shows."""
         self._settle(t)
         playing, previous = self._playing, self._previous
@@ -294,6 +303,7 @@ class Timeline:
             sitting=self._sitting.value(t),
             facing_back=self._facing.value(t),
             mouth_open=min(max(mouth_open, 0.0), 1.0),
+            mouth_shape=mouth_shape,
         )
 
     def _begin(self, playing: _Playing, t: float) -> None:

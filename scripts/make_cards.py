@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image
 
 from persona.cards import CARDS_DIR, Card, CardData, write_png_card
+from persona.voice.tts import VoiceSettings
 from pipelines.conditioning import Appearance, Timeline
 from pipelines.puppet.pipeline import PuppetPipeline
 
@@ -36,6 +37,7 @@ MIRA = Card(
         "stubborn little basil in the corner. It refuses to die, and I respect that.",
         tags=["friendly", "original", "persona-default"],
     ),
+    voice=VoiceSettings(pitch=1.0, speed=1.0),
     appearance=Appearance(
         description="a woman in her thirties with dark curly hair, warm brown skin and a "
         "terracotta linen shirt, standing in a sunny rooftop greenhouse",
@@ -68,6 +70,7 @@ BRAM = Card(
         "evening disappear. Mostly by talking.",
         tags=["theatrical", "original", "persona-default"],
     ),
+    voice=VoiceSettings(pitch=0.62, speed=0.9),
     appearance=Appearance(
         description="an elderly man with short grey hair, pale skin and a purple waistcoat "
         "with gold buttons, on a dim theatre stage",
@@ -98,6 +101,7 @@ JUNO = Card(
         "My sixteenth today. It never gets old.",
         tags=["cheerful", "original", "persona-default"],
     ),
+    voice=VoiceSettings(pitch=1.08, speed=1.1),
     appearance=Appearance(
         description="a young woman with long pink hair in a blue flight jacket, in a space "
         "station module with a window onto the stars",

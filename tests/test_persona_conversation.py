@@ -20,6 +20,7 @@ from persona.conversation import (
 )
 from persona.directive import ACTIONS, EXPRESSIONS, Directive
 from persona.state import CharacterState
+from persona.voice.tts import shared_speaker
 
 
 class ScriptedBackend(Backend):
@@ -122,9 +123,14 @@ def test_character_state_applies_directives_over_time() -> None:
     state.apply_expression("happy", 1.0)
     assert state.current(1.1) == ("sit_down", "happy")
     assert state.conditioning_at(10.0).sitting == pytest.approx(1.0)
-    state.speak("one two three four", 20.0)
-    assert state.conditioning_at(20.1).mouth_open > 0
-    assert state.conditioning_at(30.0).mouth_open == 0
+    speech = shared_speaker().say("Hello there, how are you?")
+    start = state.speech.add(speech, 20.0)
+    assert start == 20.0
+    during = [state.conditioning_at(20.0 + t / 10) for t in range(int(speech.seconds * 10))]
+    assert max(c.mouth_open for c in during) > 0.5
+    assert len({c.mouth_shape for c in during}) >= 3  # the mouth changes shape as it talks
+    after = state.conditioning_at(20.0 + speech.seconds + 0.1)
+    assert (after.mouth_open, after.mouth_shape) == (0.0, "rest")
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

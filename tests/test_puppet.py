@@ -145,6 +145,15 @@ def test_mouth_open_drives_lip_sync(puppet: PuppetPipeline) -> None:
     assert _diff(closed, opened) > 0.0005
 
 
+def test_mouth_shapes_look_different(puppet: PuppetPipeline) -> None:
+    frames = {
+        shape: puppet.step([Conditioning(t=1.0, mouth_open=0.6, mouth_shape=shape)])[0]
+        for shape in ("open", "wide", "round")
+    }
+    assert _diff(frames["open"], frames["wide"]) > 0.0002
+    assert _diff(frames["open"], frames["round"]) > 0.0002
+
+
 def test_bad_conditioning_is_rejected_clearly(puppet: PuppetPipeline) -> None:
     with pytest.raises(ValueError, match="needs 1 conditionings"):
         puppet.step([Conditioning(), Conditioning()])

