@@ -21,13 +21,14 @@ from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI
-from fastrtc import CloseStream, WebRTC
+from fastrtc import WebRTC
 
 from persona.backends import BACKENDS, default_backend_name, make_backend
 from persona.backends.base import BackendError
 from persona.cards import MAX_CARD_BYTES, default_cards
 from persona.interpreter import shared_interpreter
 from pipelines.registry import default_pipeline_name, list_pipelines
+from ui.media import PersonaStream
 from ui.session import IDLE_STATUS, STREAM_SECONDS, Session, SessionError, shown_in_chat
 
 log = logging.getLogger("persona.app")
@@ -118,13 +119,6 @@ def on_tick(state: dict | object) -> str:
     return _session(state).status()
 
 
-def stream_frames(state: dict | object):
-    if not isinstance(state, dict):
-        yield CloseStream("The page is still loading; press Start again.")
-        return
-    yield from _session(state).frames()
-
-
 def on_stop(state: dict) -> str:
     session = _session(state)
     session.stop()
@@ -201,11 +195,31 @@ def on_backend(name: str, state: dict):
     return gr.update(value=session.backend_name)
 
 
+START_JS = """() => {
+  const root = document.querySelector('#persona-video');
+  const access = [...root.querySelectorAll('button')].find(b => /Click to Access/.test(b.textContent));
+  if (access) access.click();
+  const started = Date.now();
+  const start = () => {
+    const button = root.querySelector('button[aria-label="start stream"]');
+    if (button && button.querySelector('[title="start recording"]')) button.click();
+    else if (!button && Date.now() - started < 5000) setTimeout(start, 50);
+  };
+  start();
+}"""
+"""Start presses the stream component's own start button, after its one-time media access
+step (which takes a moment). The button starts only when idle, so a double click opens one
+connection."""
+
+
 def build_page() -> gr.Blocks:
     with gr.Blocks(
         title="Persona",
         css_paths=[HERE / "ui" / "style.css"],
-        head=f"<script>{(HERE / 'ui' / 'low_latency.js').read_text()}</script>",
+        head="".join(
+            f"<script>{(HERE / 'ui' / name).read_text()}</script>"
+            for name in ("low_latency.js", "media.js")
+        ),
         theme=gr.themes.Soft(),
     ) as page:
         state = gr.State(_new_state, delete_callback=_close)
@@ -218,14 +232,18 @@ def build_page() -> gr.Blocks:
             with gr.Column(scale=3):
                 video = WebRTC(
                     label="Live",
-                    modality="video",
-                    mode="receive",
+                    modality="audio-video",
+                    mode="send-receive",
+                    full_screen=False,
                     elem_id="persona-video",
                     height=512,
                 )
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="start-btn")
                     stop = gr.Button("Stop", elem_id="stop-btn")
+                    mic = gr.Button("Talk", elem_id="mic-btn")
+                    mute = gr.Button("Mute", elem_id="mute-btn")
+                gr.HTML("", elem_id="voice-note")
                 status = gr.Textbox(
                     label="Now showing", interactive=False, elem_id="persona-status"
                 )
@@ -263,13 +281,18 @@ def build_page() -> gr.Blocks:
         if os.environ.get("HF_TOKEN"):  # a dict set on load: a callable breaks receive mode
             page.load(lambda: gr.update(rtc_configuration=_rtc_configuration()), None, [video])
         video.stream(
-            stream_frames,
-            inputs=[state],
+            PersonaStream(_session),
+            inputs=[video, state],
             outputs=[video],
-            trigger=start.click,
             concurrency_limit=MAX_STREAMS,
             time_limit=STREAM_SECONDS + 30,
         )
+        video.on_additional_outputs(
+            lambda chat: chat, outputs=[chat], concurrency_limit=None, show_progress="hidden"
+        )
+        start.click(None, js=START_JS)
+        mic.click(None, js="() => window.personaMedia.toggleMic()")
+        mute.click(None, js="() => window.personaMedia.toggleMute()")
         # The page's own events: not an HTTP API (they need the page's session state).
         private = {"api_name": False}
         stop.click(on_stop, [state], [status], **private)

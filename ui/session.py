@@ -29,6 +29,7 @@ from persona.backends.base import Backend, BackendError
 from persona.cards import Card, CardError, default_cards, load_card
 from persona.conversation import Conversation
 from persona.state import CharacterState
+from persona.voice.stt import shared_transcriber
 from persona.voice.tts import SentenceSplitter, VoiceError, shared_speaker
 from pipelines.registry import UnknownPipelineError, build_pipeline, get_entry
 from pipelines.stream import StreamRunner
@@ -305,6 +306,20 @@ class Session:
         args = (message, self.conversation, self.state, self.card, previous, turn)
         threading.Thread(target=self._answer, args=args, name="chat-turn", daemon=True).start()
         return True
+
+    def hear(self, samples: np.ndarray) -> str:
+        """The visitor said something (16 kHz mono): transcribe it and answer it like a typed
+        message. Returns what was heard ("" for noise, which is not sent)."""
+        text = shared_transcriber().transcribe(samples)
+        if any(c.isalnum() for c in text):
+            self.send(text)
+            return text
+        return ""
+
+    @property
+    def chat_version(self) -> int:
+        """Changes whenever the chat does."""
+        return self._version
 
     def interrupt(self) -> bool:
         """Barge-in: the character stops talking now (sound and mouth), the reply being written

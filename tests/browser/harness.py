@@ -61,13 +61,31 @@ PROBE = """
     for (let i = 0; i < 4096; i++) g[i] = (d[4*i] + d[4*i+1] + d[4*i+2]) / 3;
     return g;
   }
+  const face = document.createElement('canvas');
+  face.width = face.height = 48;
+  const faceCtx = face.getContext('2d', { willReadFrequently: true });
+  function mouthOpen(video) {
+    // Share of the face crop (a standing puppet's mouth area) that shows the pink tongue the
+    // puppet draws only inside an open mouth.
+    const w = video.videoWidth, h = video.videoHeight;
+    if (!w || !h) return 0;
+    faceCtx.drawImage(video, 0.40 * w, 0.24 * h, 0.22 * w, 0.18 * h, 0, 0, 48, 48);
+    const d = faceCtx.getImageData(0, 0, 48, 48).data;
+    let pink = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      const r = d[i], g = d[i + 1], b = d[i + 2];
+      pink += r > 185 && g > 80 && g < 150 && b > 90 && b < 160 && r - g > 70;
+    }
+    return pink / (48 * 48);
+  }
   function onFrame(video) {
     video.requestVideoFrameCallback((now) => {
       ctx.drawImage(video, 0, 0, 64, 64);
       const g = gray();
       let changed = 0;
       if (probe.reference) for (let i = 0; i < 4096; i++) changed += Math.abs(g[i] - probe.reference[i]) > 40;
-      probe.frames.push({ t: now, changed: changed / 4096, mean: g.reduce((a, b) => a + b, 0) / 4096 });
+      probe.frames.push({ t: now, changed: changed / 4096, mean: g.reduce((a, b) => a + b, 0) / 4096,
+                          mouth: mouthOpen(video) });
       if (probe.frames.length > 3000) probe.frames.splice(0, 1000);
       probe.last = g;
       onFrame(video);
@@ -81,6 +99,23 @@ PROBE = """
     requestAnimationFrame(poll);
   }
   poll();
+  probe.sound = [];
+  probe.listen = () => {
+    // The loudness of what the page plays (the character's voice), every 20 ms.
+    const video = document.querySelector('#persona-video video');
+    const audio = new AudioContext();
+    const analyser = audio.createAnalyser();
+    analyser.fftSize = 1024;
+    audio.createMediaStreamSource(video.srcObject).connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    setInterval(() => {
+      analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const x of samples) sum += x * x;
+      probe.sound.push({ t: performance.now(), rms: Math.sqrt(sum / samples.length) });
+      if (probe.sound.length > 6000) probe.sound.splice(0, 2000);
+    }, 20);
+  };
   const attach = setInterval(() => {
     const video = document.querySelector('#persona-video video');
     if (video && !video.__probed) { video.__probed = true; onFrame(video); }
@@ -160,12 +195,25 @@ def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
         log.close()
 
 
+def fake_microphone(wav: Path, app_url: str) -> list[str]:
+    """Chromium arguments for a microphone that plays `wav` once, allowed without a prompt on
+    the app's plain-http address (the microphone is a secure-context API)."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+        f"--unsafely-treat-insecure-origin-as-secure={app_url}",
+    ]
+
+
 @contextmanager
-def chromium() -> Iterator[object]:
+def chromium(*extra_args: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS + list(extra_args)
+        )
         try:
             yield browser
         finally:
@@ -258,6 +306,32 @@ class PersonaPage:
         self.page.wait_for_timeout(seconds * 1000)
         return self.page.evaluate(
             f"Math.max(0, ...window.__probe.frames.filter(f => f.t > {start}).map(f => f.changed))"
+        )
+
+    def listen(self) -> None:
+        """Start measuring how loud the page's sound is (after `start`)."""
+        self.page.evaluate("window.__probe.listen()")
+
+    def now(self) -> float:
+        return self.page.evaluate("performance.now()")
+
+    def loudest(self, since: float) -> float:
+        """The loudest 20 ms of sound the page played since `since` (RMS, 0..1)."""
+        return self.page.evaluate(
+            f"Math.max(0, ...window.__probe.sound.filter(s => s.t > {since}).map(s => s.rms))"
+        )
+
+    def wait_for_sound(self, since: float, level: float = 0.02, timeout_s: float = 30) -> float:
+        """When (page ms) the page first played sound above `level` after `since`."""
+        found = f"window.__probe.sound.find(s => s.t > {since} && s.rms > {level})"
+        self.page.wait_for_function(f"{found} !== undefined", timeout=timeout_s * 1000)
+        return self.page.evaluate(f"{found}.t")
+
+    def mouth_openings(self, since: float, until: float) -> int:
+        """How many frames shown between the two times had the character's mouth open."""
+        return self.page.evaluate(
+            f"window.__probe.frames.filter(f => f.t > {since} && f.t < {until}"
+            " && f.mouth > 0.004).length"
         )
 
     def chat_messages(self) -> list[str]:

@@ -1,0 +1,138 @@
+// The page's side of the media connection (ui/media.py): what it sends, the mic and mute
+// buttons, and sound the browser's autoplay policy holds back.
+//
+// FastRTC's send-receive component asks for a camera and a microphone when the stream starts.
+// Persona needs neither to start: the wrapper below answers that request with a silent audio
+// track and a tiny blank canvas track (the server only sends back a kind the page sends), so
+// nothing is asked of a visitor who types. The mic button swaps the real microphone into the
+// live connection (RTCRtpSender.replaceTrack: no renegotiation) and back. Peer connections are
+// closed when the tab goes away, so the server frees the stream at once instead of ~30 s later.
+(() => {
+  if (window.personaMedia) return;
+  // A page served over plain http from another machine has no mediaDevices (a secure-context
+  // API): the stream still starts, with placeholder tracks, and the mic says why it cannot.
+  if (!navigator.mediaDevices) {
+    Object.defineProperty(navigator, "mediaDevices", { value: { enumerateDevices: async () => [] } });
+  }
+  const devices = navigator.mediaDevices;
+  const askBrowser = devices.getUserMedia ? devices.getUserMedia.bind(devices) : async () => {
+    throw new DOMException("the microphone needs a secure page (https or localhost)", "NotSupportedError");
+  };
+  const live = new Set();
+  const Native = window.RTCPeerConnection;
+  function TrackedPeerConnection(...args) {
+    const pc = new Native(...args);
+    live.add(pc);
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "closed" || pc.connectionState === "failed") live.delete(pc);
+    });
+    return pc;
+  }
+  TrackedPeerConnection.prototype = Native.prototype;
+  window.RTCPeerConnection = TrackedPeerConnection;
+  window.addEventListener("pagehide", () => live.forEach((pc) => pc.close()));
+
+  const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 };
+  const media = (window.personaMedia = { wantMic: false, mic: null, silence: null });
+  const byId = (id) => document.getElementById(id);
+  const note = (text) => { const el = byId("voice-note"); if (el) el.textContent = text; };
+  const label = (id, text) => {
+    const button = byId(id);
+    if (button) button.textContent = text;
+  };
+
+  function silentTrack() {
+    if (!media.silence || media.silence.readyState === "ended") {
+      const context = new AudioContext();
+      media.silence = context.createMediaStreamDestination().stream.getAudioTracks()[0];
+    }
+    return media.silence;
+  }
+
+  function blankVideoTrack() {
+    const canvas = Object.assign(document.createElement("canvas"), { width: 16, height: 16 });
+    const paint = canvas.getContext("2d");
+    paint.fillRect(0, 0, 16, 16);
+    const track = canvas.captureStream(1).getVideoTracks()[0];
+    const timer = setInterval(() => {
+      if (track.readyState === "ended") clearInterval(timer);
+      else paint.fillRect(0, 0, 16, 16);  // a captured canvas sends frames only when painted
+    }, 1000);
+    return track;
+  }
+
+  async function microphone() {
+    if (!media.mic || media.mic.readyState === "ended") {
+      const stream = await askBrowser({ audio: MIC });
+      media.mic = stream.getAudioTracks()[0];
+    }
+    return media.mic;
+  }
+
+  devices.getUserMedia = async (constraints) => {
+    if (!constraints || !constraints.video) return askBrowser(constraints);
+    let audio = silentTrack();
+    if (media.wantMic) audio = await microphone().catch(() => silentTrack());
+    return new MediaStream([audio, blankVideoTrack()]);
+  };
+
+  function audioSender() {
+    for (const pc of live) {
+      if (pc.connectionState !== "connected") continue;
+      const sender = pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+      if (sender) return sender;
+    }
+    return null;
+  }
+
+  media.toggleMic = async () => {
+    if (media.wantMic) {
+      media.wantMic = false;
+      const sender = audioSender();
+      if (sender) await sender.replaceTrack(silentTrack());
+      if (media.mic) media.mic.stop();
+      media.mic = null;
+      label("mic-btn", "Talk");
+      note("Microphone off.");
+      return;
+    }
+    let track;
+    try {
+      track = await microphone();
+    } catch (error) {
+      note(`No microphone (${error.message || error.name}): type your messages instead.`);
+      label("mic-btn", "No microphone");
+      return;
+    }
+    media.wantMic = true;
+    const sender = audioSender();
+    if (sender) await sender.replaceTrack(track);
+    label("mic-btn", "Listening… (click to stop)");
+    note(sender ? "Listening: just talk. Talking over the character interrupts it." :
+      "Microphone on: press Start to talk with the character.");
+  };
+
+  function video() { return document.querySelector("#persona-video video"); }
+
+  media.toggleMute = () => {
+    const el = video();
+    if (!el) return;
+    el.muted = !el.muted;
+    if (!el.muted) el.play().catch(() => {});
+    label("mute-btn", el.muted ? "Unmute" : "Mute");
+    if (!el.muted) note("");
+  };
+
+  // Sound held back by the autoplay policy: play muted, and say how to hear it.
+  setInterval(() => {
+    const el = video();
+    if (!el || !el.srcObject || !el.paused || el.muted || el.dataset.personaTried) return;
+    el.dataset.personaTried = "1";
+    el.play().catch(() => {
+      el.muted = true;
+      el.play().catch(() => {});
+      label("mute-btn", "Click to unmute");
+      note('Your browser held back the sound: press "Click to unmute" to hear the character.');
+    });
+  }, 500);
+})();

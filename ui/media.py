@@ -1,0 +1,161 @@
+"""The visitor's media connection: the character's video and voice out, the microphone in.
+
+One FastRTC `WebRTC(modality="audio-video", mode="send-receive")` peer connection carries both
+outgoing tracks in one MediaStream, so the browser plays them in sync (FastRTC's receive mode
+cannot send audio with video). One handler per connection (`copy()`), driven by FastRTC:
+
+- `video_emit` hands out the session's frames (`Session.frames()`, the same generator body the
+  stream always had) at the display's pace;
+- `emit` hands out the character's speech 20 ms at a time, each slice when it falls due on the
+  session's clock, read from the same `SpeechSchedule` the mouth follows (handing FastRTC
+  seconds of audio at once plays on its own schedule, out of sync);
+- `receive` reads the microphone through voice activity detection: speech starting while the
+  character talks cuts it off (barge-in), and a finished utterance is transcribed off the event
+  loop and sent as the visitor's message.
+
+The page sends silence until the visitor turns the microphone on (`ui/media.js`), so nothing is
+asked of a visitor who only types. Knows the session's public methods, nothing of the persona
+layer's insides or the pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from fastrtc import AdditionalOutputs, AsyncAudioVideoStreamHandler, CloseStream
+
+from persona.voice.stt import LISTEN_RATE, shared_transcriber
+from persona.voice.tts import SAMPLE_RATE
+from persona.voice.vad import SpeechDetector
+from ui.session import Session
+
+log = logging.getLogger(__name__)
+
+VIDEO_FPS = 30
+AUDIO_SLICE = SAMPLE_RATE // 50
+"""Samples in one 20 ms audio frame."""
+CHAT_PUSH_SECONDS = 0.2
+"""How often, at most, a changed chat is pushed to the page (voice turns have no Enter to
+follow them)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _transcription_worker() -> ThreadPoolExecutor:
+    """One thread for every visitor's speech: the model uses one core, and queued utterances
+    wait their turn instead of piling up threads."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
+
+
+class PersonaStream(AsyncAudioVideoStreamHandler):
+    def __init__(self, find_session: Callable[[object], Session]) -> None:
+        super().__init__(
+            expected_layout="mono",
+            output_sample_rate=SAMPLE_RATE,
+            input_sample_rate=LISTEN_RATE,
+            fps=VIDEO_FPS,
+        )
+        self._find_session = find_session
+        self.session: Session | None = None
+        self._frames = None
+        self._last_frame = np.zeros((64, 64, 3), np.uint8)
+        self._closing: CloseStream | None = None
+        self._audio_start: float | None = None
+        self._samples_sent = 0
+        self._detector = SpeechDetector()
+        self._chat_version = -1
+        self._chat_pushed_at = 0.0
+
+    def copy(self) -> PersonaStream:
+        return PersonaStream(self._find_session)
+
+    async def start_up(self) -> None:
+        await self.wait_for_args()
+        try:
+            session = self._find_session(self.latest_args[2])
+        except Exception as error:  # the page's state is missing: say so and end
+            self._closing = CloseStream(f"The page is still loading; press Start again. {error}")
+            return
+        self._frames = session.frames()
+        self.session = session
+
+    # -- video ------------------------------------------------------------------------------
+
+    async def video_emit(self):
+        """The frame to show now (BGR); FastRTC calls this at VIDEO_FPS."""
+        if self._frames is not None and self._closing is None:
+            item = next(self._frames, None)
+            if isinstance(item, CloseStream) or item is None:
+                self._closing = item or CloseStream("Stream ended. Press Start to watch again.")
+            else:
+                self._last_frame = item
+        update = self._chat_update()
+        return (self._last_frame, update) if update is not None else self._last_frame
+
+    def _chat_update(self) -> AdditionalOutputs | None:
+        """The chat, when it changed since it was last pushed (at most every CHAT_PUSH_SECONDS)."""
+        session = self.session
+        if session is None:
+            return None
+        now = session.clock()
+        version = session.chat_version
+        if version == self._chat_version or now - self._chat_pushed_at < CHAT_PUSH_SECONDS:
+            return None
+        self._chat_version, self._chat_pushed_at = version, now
+        return AdditionalOutputs(session.chat_history())
+
+    # -- audio out ----------------------------------------------------------------------------
+
+    async def emit(self):
+        """The next 20 ms of the character's voice, returned when it is due (never early, so
+        the browser plays it against the same clock as the video)."""
+        if self._closing is not None:
+            closing, self._closing = self._closing, None
+            self._frames = None
+            return closing
+        session = self.session
+        if session is None:
+            await asyncio.sleep(AUDIO_SLICE / SAMPLE_RATE)
+            return (SAMPLE_RATE, np.zeros((1, AUDIO_SLICE), np.int16))
+        if self._audio_start is None:
+            self._audio_start = session.clock()
+        slice_start = self._audio_start + self._samples_sent / SAMPLE_RATE
+        wait = slice_start - session.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        elif wait < -0.2:  # the loop stalled: skip ahead rather than play late forever
+            self._samples_sent += round(-wait * SAMPLE_RATE) // AUDIO_SLICE * AUDIO_SLICE
+            slice_start = self._audio_start + self._samples_sent / SAMPLE_RATE
+        samples = session.state.speech.audio(slice_start, AUDIO_SLICE, SAMPLE_RATE)
+        self._samples_sent += AUDIO_SLICE
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        return (SAMPLE_RATE, pcm.reshape(1, -1))
+
+    # -- audio in -----------------------------------------------------------------------------
+
+    async def receive(self, frame: tuple[int, np.ndarray]) -> None:
+        session = self.session
+        if session is None:
+            return
+        _, pcm = frame
+        samples = pcm.reshape(-1).astype(np.float32) / 32768.0
+        for event in self._detector.feed(samples):
+            if event.kind == "started":
+                session.interrupt()  # barge-in: the visitor talks over the character
+            elif event.samples is not None:
+                loop = asyncio.get_running_loop()
+                loop.run_in_executor(
+                    _transcription_worker(), session.hear, event.samples, shared_transcriber
+                )
+
+    async def video_receive(self, frame: np.ndarray) -> None:
+        """The page's placeholder camera track (it sends no camera): ignored."""
+
+    async def shutdown(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # ends the stream and frees the pipeline
+            self._frames = None
