@@ -140,6 +140,13 @@ def on_follow(state: dict):
         yield chat
 
 
+def on_stream_update(chat: list, notices: list[str]):
+    """The chat as the stream pushes it (voice turns have no Enter to follow them)."""
+    for notice in notices:
+        gr.Warning(html.escape(notice))
+    return chat
+
+
 def on_clear(state: dict):
     session = _session(state)
     session.clear_chat()
@@ -202,8 +209,9 @@ START_JS = """() => {
   const started = Date.now();
   const start = () => {
     const button = root.querySelector('button[aria-label="start stream"]');
-    if (button && button.querySelector('[title="start recording"]')) button.click();
-    else if (!button && Date.now() - started < 5000) setTimeout(start, 50);
+    if (button && window.personaMedia.ready) {
+      if (button.querySelector('[title="start recording"]')) button.click();
+    } else if (Date.now() - started < 5000) setTimeout(start, 50);
   };
   start();
 }"""
@@ -288,7 +296,7 @@ def build_page() -> gr.Blocks:
             time_limit=STREAM_SECONDS + 30,
         )
         video.on_additional_outputs(
-            lambda chat: chat, outputs=[chat], concurrency_limit=None, show_progress="hidden"
+            on_stream_update, outputs=[chat], concurrency_limit=None, show_progress="hidden"
         )
         start.click(None, js=START_JS)
         mic.click(None, js="() => window.personaMedia.toggleMic()")

@@ -33,7 +33,7 @@
   window.addEventListener("pagehide", () => live.forEach((pc) => pc.close()));
 
   const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 };
-  const media = (window.personaMedia = { wantMic: false, mic: null, silence: null });
+  const media = (window.personaMedia = { wantMic: false, mic: null, silence: null, ready: false });
   const byId = (id) => document.getElementById(id);
   const note = (text) => { const el = byId("voice-note"); if (el) el.textContent = text; };
   const label = (id, text) => {
@@ -69,8 +69,18 @@
     return media.mic;
   }
 
+  // The component lists devices right after it gets its tracks and only then keeps them for
+  // the connection: `ready` says a Start press now would send them.
+  const listDevices = devices.enumerateDevices.bind(devices);
+  devices.enumerateDevices = async () => {
+    const found = await listDevices();
+    setTimeout(() => { media.ready = true; }, 0);
+    return found;
+  };
+
   devices.getUserMedia = async (constraints) => {
     if (!constraints || !constraints.video) return askBrowser(constraints);
+    media.ready = false;
     let audio = silentTrack();
     if (media.wantMic) audio = await microphone().catch(() => silentTrack());
     return new MediaStream([audio, blankVideoTrack()]);

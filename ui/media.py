@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from fastrtc import AdditionalOutputs, AsyncAudioVideoStreamHandler, CloseStream
 
-from persona.voice.stt import LISTEN_RATE, shared_transcriber
+from persona.voice.stt import LISTEN_RATE
 from persona.voice.tts import SAMPLE_RATE
 from persona.voice.vad import SpeechDetector
 from ui.session import Session
@@ -97,7 +97,8 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         return (self._last_frame, update) if update is not None else self._last_frame
 
     def _chat_update(self) -> AdditionalOutputs | None:
-        """The chat, when it changed since it was last pushed (at most every CHAT_PUSH_SECONDS)."""
+        """The chat and notices to show, when they changed since last pushed (at most every
+        CHAT_PUSH_SECONDS)."""
         session = self.session
         if session is None:
             return None
@@ -106,7 +107,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         if version == self._chat_version or now - self._chat_pushed_at < CHAT_PUSH_SECONDS:
             return None
         self._chat_version, self._chat_pushed_at = version, now
-        return AdditionalOutputs(session.chat_history())
+        return AdditionalOutputs(session.chat_history(), session.take_notices())
 
     # -- audio out ----------------------------------------------------------------------------
 
@@ -148,9 +149,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
                 session.interrupt()  # barge-in: the visitor talks over the character
             elif event.samples is not None:
                 loop = asyncio.get_running_loop()
-                loop.run_in_executor(
-                    _transcription_worker(), session.hear, event.samples, shared_transcriber
-                )
+                loop.run_in_executor(_transcription_worker(), session.hear, event.samples)
 
     async def video_receive(self, frame: np.ndarray) -> None:
         """The page's placeholder camera track (it sends no camera): ignored."""

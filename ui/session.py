@@ -310,7 +310,14 @@ class Session:
     def hear(self, samples: np.ndarray) -> str:
         """The visitor said something (16 kHz mono): transcribe it and answer it like a typed
         message. Returns what was heard ("" for noise, which is not sent)."""
-        text = shared_transcriber().transcribe(samples)
+        try:
+            text = shared_transcriber().transcribe(samples)
+        except Exception:  # never lose the session over one utterance
+            log.exception("transcription failed")
+            with self._chat_changed:
+                self._notices.append("Sorry, I could not make out what you said; please try again.")
+                self._version += 1
+            return ""
         if any(c.isalnum() for c in text):
             self.send(text)
             return text
@@ -318,8 +325,14 @@ class Session:
 
     @property
     def chat_version(self) -> int:
-        """Changes whenever the chat does."""
+        """Changes whenever the chat or its notices do."""
         return self._version
+
+    def take_notices(self) -> list[str]:
+        """Notices not yet shown to the visitor (each is handed out once)."""
+        with self._chat_changed:
+            notices, self._notices = self._notices, []
+            return notices
 
     def interrupt(self) -> bool:
         """Barge-in: the character stops talking now (sound and mouth), the reply being written

@@ -99,23 +99,25 @@ PROBE = """
     requestAnimationFrame(poll);
   }
   poll();
-  probe.sound = [];
-  probe.listen = () => {
-    // The loudness of what the page plays (the character's voice), every 20 ms.
-    const video = document.querySelector('#persona-video video');
+  function loudness(stream, into) {
+    // The RMS of a stream's sound every 20 ms, pushed into `into` as {t, rms}.
     const audio = new AudioContext();
     const analyser = audio.createAnalyser();
-    analyser.fftSize = 1024;
-    audio.createMediaStreamSource(video.srcObject).connect(analyser);
+    analyser.fftSize = 512;
+    audio.createMediaStreamSource(stream).connect(analyser);
     const samples = new Float32Array(analyser.fftSize);
     setInterval(() => {
       analyser.getFloatTimeDomainData(samples);
       let sum = 0;
       for (const x of samples) sum += x * x;
-      probe.sound.push({ t: performance.now(), rms: Math.sqrt(sum / samples.length) });
-      if (probe.sound.length > 6000) probe.sound.splice(0, 2000);
+      into.push({ t: performance.now(), rms: Math.sqrt(sum / samples.length) });
+      if (into.length > 6000) into.splice(0, 2000);
     }, 20);
-  };
+  }
+  probe.sound = [];
+  probe.mic = [];
+  probe.listen = () => loudness(document.querySelector('#persona-video video').srcObject, probe.sound);
+  probe.listenToMic = () => loudness(new MediaStream([window.personaMedia.mic]), probe.mic);
   const attach = setInterval(() => {
     const video = document.querySelector('#persona-video video');
     if (video && !video.__probed) { video.__probed = true; onFrame(video); }
@@ -223,9 +225,10 @@ def chromium(*extra_args: str) -> Iterator[object]:
 class PersonaPage:
     """One visitor's page."""
 
-    def __init__(self, browser: object, url: str) -> None:
+    def __init__(self, browser: object, url: str, init_scripts: list[str] = ()) -> None:
         self.page = browser.new_page()  # type: ignore[attr-defined]
-        self.page.add_init_script(PROBE)
+        for script in [PROBE, *init_scripts]:
+            self.page.add_init_script(script)
         self.page.goto(url)
         self.page.wait_for_selector("#start-btn")
         self.page.wait_for_function(  # the session exists once the status names the pipeline
@@ -315,6 +318,18 @@ class PersonaPage:
     def now(self) -> float:
         return self.page.evaluate("performance.now()")
 
+    def talk(self) -> None:
+        """Turn the page's microphone on (a fake one plays its file) and measure its loudness."""
+        self.page.click("#mic-btn")
+        self.page.wait_for_function("window.personaMedia.mic && window.personaMedia.wantMic")
+        self.page.evaluate("window.__probe.listenToMic()")
+
+    def sound(self, since: float, source: str = "sound") -> list[tuple[float, float]]:
+        """[(page ms, RMS)] every 20 ms since `since`: what the page played (`sound`) or what
+        its microphone heard (`mic`)."""
+        rows = self.page.evaluate(f"window.__probe.{source}.filter(s => s.t > {since})")
+        return [(row["t"], row["rms"]) for row in rows]
+
     def loudest(self, since: float) -> float:
         """The loudest 20 ms of sound the page played since `since` (RMS, 0..1)."""
         return self.page.evaluate(
@@ -337,11 +352,14 @@ class PersonaPage:
     def chat_messages(self) -> list[str]:
         return self.page.locator(CHAT_MESSAGE).all_inner_texts()
 
-    def wait_for_messages(self, count: int, *, exactly: bool = False) -> None:
+    def wait_for_messages(
+        self, count: int, *, exactly: bool = False, timeout_s: float = 30
+    ) -> None:
         """Wait until the chat shows `count` messages (at least, or exactly)."""
         compare = "===" if exactly else ">="
         self.page.wait_for_function(
-            f"document.querySelectorAll({CHAT_MESSAGE!r}).length {compare} {count}"
+            f"document.querySelectorAll({CHAT_MESSAGE!r}).length {compare} {count}",
+            timeout=timeout_s * 1000,
         )
 
     def close(self) -> None:
