@@ -129,6 +129,24 @@ def test_frames_stream_then_stop_frees_the_runner(session: Session) -> None:
     assert session.runner is None and not session.streaming
 
 
+def test_a_second_stream_of_one_session_ends_the_first(session: Session) -> None:
+    """One visitor, one stream: a second Start (a double click, a script) ends the first
+    stream with a message, and the second plays on with the only pipeline."""
+    first = session.frames()
+    _frames_until_live(session, first)
+    second = session.frames()
+    next(second)  # the second connection starts its stream
+    _frames_until_live(session, second)
+    ended = next(first)
+    assert isinstance(ended, CloseStream) and "another stream" in ended.msg
+    with pytest.raises(StopIteration):
+        next(first)
+    assert session.streaming and session.runner is not None and session.runner.running
+    assert isinstance(next(second), np.ndarray)
+    session.stop()
+    assert isinstance(next(second), CloseStream) and not session.streaming
+
+
 def test_health_endpoint() -> None:
     from app import build_app
 

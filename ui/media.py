@@ -44,6 +44,17 @@ CHAT_PUSH_SECONDS = 0.2
 follow them)."""
 
 
+class _EndOfStreamNoise(logging.Filter):
+    """Drops the traceback aiortc logs each time a stream ends: FastRTC's audio track answers
+    its sender's last request with nothing once the stream is closed (fastrtc 0.0.34)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "object has no attribute 'pts'" not in record.getMessage()
+
+
+logging.getLogger("aiortc.rtcrtpsender").addFilter(_EndOfStreamNoise())
+
+
 @functools.lru_cache(maxsize=1)
 def _transcription_worker() -> ThreadPoolExecutor:
     """One thread for every visitor's speech: the model uses one core, and queued utterances

@@ -93,6 +93,7 @@ class Session:
         self.runner: StreamRunner | None = None
         self.build_error: str | None = None
         self.streaming = False
+        self._stream: object | None = None
         self._stop_requested = threading.Event()
         self._runner_lock = threading.Lock()
         self._chat_changed = threading.Condition()
@@ -219,7 +220,10 @@ class Session:
         self._stop_runner()
 
     def frames(self) -> Iterator[np.ndarray | CloseStream]:
-        """The FastRTC generator body: BGR frames at the display's pace, never blocking."""
+        """The media connection's frame source: BGR frames at the display's pace, never
+        blocking. One visitor, one stream: a newer stream of this session ends this one."""
+        stream = object()
+        self._stream = stream
         self._stop_runner()
         self._stop_requested.clear()
         self.streaming = True
@@ -228,12 +232,15 @@ class Session:
         last = _placeholder(self.card)
         try:
             while True:
+                if self._stream is not stream:
+                    yield CloseStream("This page started another stream; this one has ended.")
+                    return
                 if self._stop_requested.is_set():
-                    self._end_stream()
+                    self._end_stream(stream)
                     yield CloseStream("Stream stopped. Press Start to watch again.")
                     return
                 if self.clock() > deadline:
-                    self._end_stream()  # free the pipeline now: the caller may never resume us
+                    self._end_stream(stream)  # free the pipeline now: we may never be resumed
                     minutes = STREAM_SECONDS / 60
                     yield CloseStream(
                         f"Time's up: streams last {minutes:g} minutes here. "
@@ -246,11 +253,14 @@ class Session:
                     last = np.ascontiguousarray(frame.image[..., ::-1])
                 yield last
         finally:
-            self._end_stream()
+            self._end_stream(stream)
 
-    def _end_stream(self) -> None:
-        self.streaming = False
-        self._stop_runner()
+    def _end_stream(self, stream: object) -> None:
+        """End `stream` if it is still this session's stream (a newer one plays on)."""
+        if self._stream is stream:
+            self._stream = None
+            self.streaming = False
+            self._stop_runner()
 
     def status(self) -> str:
         """`action: NAME · expression: NAME · N fps` of what the video shows now."""

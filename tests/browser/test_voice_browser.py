@@ -108,7 +108,7 @@ def test_mute_silences_the_character_and_unmute_brings_it_back(app_url: str) -> 
         page = PersonaPage(browser, app_url)
         page.start()
         muted = "document.querySelector('#persona-video video').muted"
-        assert page.page.evaluate(muted) is False
+        page.page.wait_for_function(f"!{muted}")  # the character's sound plays
         page.page.click("#mute-btn")
         assert page.page.evaluate(muted) is True
         assert page.page.inner_text("#mute-btn") == "Unmute"
