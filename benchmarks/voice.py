@@ -11,7 +11,8 @@ Prints one JSON object:
   `say`, 12 s apart) while the puppet streams: end of the visitor's speech -> first sound of
   the answer in the page (p50/p95, from the page's own measurements of its microphone and of
   what it plays); barge-in (the visitor starts talking -> the character's last sound) over
-  BARGE_INS; the audio/video offset (audio later than the video is positive), found by
+  BARGE_INS, both as heard (the page ducks the voice the moment its microphone hears speech)
+  and as the server's cut reaches the page (sound and mouth stop); the audio/video offset (audio later than the video is positive), found by
   cross-correlating the loudness the page plays with the mouth opening the page shows; the
   browser's frame rate while the character speaks and while the visitor does.
 """
@@ -191,7 +192,13 @@ def _av_offset_ms(frames: list[dict], sound: list[tuple[float, float]]) -> float
 
 
 def part_page() -> dict:
-    from tests.browser.harness import PersonaPage, chromium, fake_microphone, running_app
+    from tests.browser.harness import (
+        PersonaPage,
+        barge_in_ms,
+        chromium,
+        fake_microphone,
+        running_app,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="persona-voice-"))
     result: dict[str, object] = {}
@@ -234,7 +241,7 @@ def part_page() -> dict:
             }
         )
 
-        barge_ins = []
+        barge_ins: dict[str, list[float]] = {"heard": [], "sound": []}
         for index in range(BARGE_INS):
             wav = _conversation_wav(["Wait, stop please."], work / f"stop{index}.wav", 4.0)
             with chromium(*fake_microphone(wav, url)) as browser:
@@ -249,13 +256,14 @@ def part_page() -> dict:
                 page.talk()
                 page.page.wait_for_timeout(3000)
                 spoke = next((t for t, rms in page.sound(clicked, "mic") if rms > 0.01), None)
-                loud = [t for t, rms in page.sound(clicked) if rms >= 0.003]
-                if spoke is not None:
-                    last = max([t for t in loud if t < spoke + 2000], default=spoke)
-                    barge_ins.append(max(0.0, last - spoke))
-        result["barge_in_ms_p50"] = _p(barge_ins, 0.5)
-        result["barge_in_ms_max"] = round(max(barge_ins), 1) if barge_ins else None
-        result["barge_ins"] = len(barge_ins)
+                if spoke is None:
+                    continue
+                for source in ("heard", "sound"):
+                    barge_ins[source].append(barge_in_ms(page.sound(clicked, source), spoke))
+        for source, name in (("heard", "heard"), ("sound", "server_cut")):
+            result[f"barge_in_{name}_ms_p50"] = _p(barge_ins[source], 0.5)
+            result[f"barge_in_{name}_ms_max"] = _p(barge_ins[source], 1.0)
+        result["barge_ins"] = len(barge_ins["heard"])
     return result
 
 

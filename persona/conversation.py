@@ -188,12 +188,8 @@ class Conversation:
             )
         return None
 
-    def respond(self, message: str) -> Iterator[ReplyEvent]:
-        if (problem := self.problem(message)) is not None:
-            yield ReplyEvent(notice=problem)
-            return
-        message = self.clean(message)
-        request = ReplyRequest(
+    def _request(self, message: str) -> ReplyRequest:
+        return ReplyRequest(
             system_prompt=self.system_prompt,
             persona_prompt=self.persona_prompt,
             examples=self.examples,
@@ -202,6 +198,21 @@ class Conversation:
             char_name=self.card.name,
             user_name=self.user_name,
         )
+
+    def prepare(self) -> None:
+        """Let the backend get ready for the next message (off the reply path); a backend
+        that cannot is left to answer (or fail over) when the message comes."""
+        try:
+            self.backend.prepare(self._request(""))
+        except Exception as error:
+            log.info("backend %s could not prepare: %s", self.backend.name, error)
+
+    def respond(self, message: str) -> Iterator[ReplyEvent]:
+        if (problem := self.problem(message)) is not None:
+            yield ReplyEvent(notice=problem)
+            return
+        message = self.clean(message)
+        request = self._request(message)
         action = expression = None
         text = ""
         backends = [self.backend] + ([self.fallback] if self.fallback else [])

@@ -165,3 +165,19 @@ def test_the_default_brain_meets_the_interpreters_targets_on_the_command_set() -
     assert result["action_accuracy"] >= 0.95, result["mistakes"]
     assert result["expression_accuracy"] >= 0.90, result["mistakes"]
     assert result["false_action_rate"] <= 0.05, result["mistakes"]
+
+
+def test_preparing_a_conversation_caches_its_prompt_for_the_first_reply() -> None:
+    """Before the visitor's first message the card's prompt is already in the KV cache: the
+    reply then runs only the message's tokens (the first reply waited ~1 s for it here)."""
+    backend = make_backend("embedded", seed=0)
+    assert isinstance(backend, EmbeddedBackend)
+    conversation = Conversation(default_cards()[0], backend)
+    conversation.prepare()
+    assert backend._context is not None
+    prepared = list(backend._context.ids)
+    assert len(prepared) > 100  # the system prompt and the examples
+    reply(conversation, "tell me about yourself")
+    assert backend._context.ids[: len(prepared)] == prepared  # the reply built on it
+    conversation.prepare()  # already cached: nothing to run, nothing lost
+    assert len(backend._context.ids) > len(prepared)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -109,11 +110,18 @@ def test_voice_activity_finds_the_start_and_end_of_an_utterance() -> None:
     detector, events = SpeechDetector(), []
     for start in range(0, len(stream), 320):  # 20 ms pieces, as a microphone delivers them
         events += [(start / LISTEN_RATE, e) for e in detector.feed(stream[start : start + 320])]
-    assert [e.kind for _, e in events] == ["started", "ended"]
-    started_at, ended_at = events[0][0], events[1][0]
+    kinds = [e.kind for _, e in events]
+    assert kinds[0] == "started" and kinds[-1] == "ended" and kinds.count("ended") == 1
+    assert kinds[-2] == "paused"  # reported before the end is certain
+    for kind, following in itertools.pairwise(kinds):
+        assert kind != "paused" or following in ("resumed", "ended")
+    paused, ended = events[-2][1].samples, events[-1][1].samples
+    assert np.array_equal(ended[: len(paused)], paused)  # only quiet came after the pause
+    assert np.abs(ended[len(paused) :]).max() < 0.01
+    started_at, ended_at = events[0][0], events[-1][0]
     assert 1.0 < started_at < 1.3  # speech begins at 1.0 s: noticed within 300 ms
     assert ended_at < 1.0 + len(speech) / LISTEN_RATE + 1.0
-    utterance = events[1][1].samples
+    utterance = ended
     assert abs(len(utterance) / LISTEN_RATE - len(speech) / LISTEN_RATE) < 1.0
     noise = np.random.default_rng(0).normal(0, 0.01, 3 * LISTEN_RATE).astype(np.float32)
     assert SpeechDetector().feed(noise) == []  # hiss is not a visitor talking
@@ -146,6 +154,9 @@ def test_sentences_are_spoken_as_soon_as_they_are_whole() -> None:
     assert splitter.push("you? Fine") == ["How are you?"]
     assert splitter.flush() == ["Fine"]
     assert splitter.flush() == []
+    clauses = SentenceSplitter()  # the voice starts at the first clause of a few words
+    assert clauses.push("Well, my dear friend, I") == ["Well, my dear friend,"]
+    assert clauses.push(" will, I promise. Then, later") == ["I will, I promise."]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

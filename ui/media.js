@@ -65,6 +65,7 @@
     if (!media.mic || media.mic.readyState === "ended") {
       const stream = await askBrowser({ audio: MIC });
       media.mic = stream.getAudioTracks()[0];
+      watchMicrophone(media.mic);
     }
     return media.mic;
   }
@@ -93,6 +94,38 @@
       if (sender) return sender;
     }
     return null;
+  }
+
+  // Ducking: the moment the visitor's microphone hears speech, the character's voice is
+  // silenced here, without waiting for the server's voice detection and the video-synced
+  // audio already on its way (a few hundred ms); the server then cuts the reply itself. The
+  // voice comes back when the visitor has been quiet for a moment (a cough is only a gap).
+  const DUCK_LEVEL = 0.03, DUCK_AFTER = 2, RESTORE_MS = 600;
+  function watchMicrophone(track) {
+    const context = new AudioContext();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 512;
+    context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    let loud = 0, quietSince = 0;
+    const timer = setInterval(() => {
+      if (track.readyState === "ended") { clearInterval(timer); context.close(); duck(false); return; }
+      analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const x of samples) sum += x * x;
+      const talking = Math.sqrt(sum / samples.length) > DUCK_LEVEL;
+      loud = talking ? loud + 1 : 0;
+      if (loud >= DUCK_AFTER) { duck(true); quietSince = 0; }
+      else if (!talking && media.ducked) {
+        quietSince = quietSince || performance.now();
+        if (performance.now() - quietSince > RESTORE_MS) duck(false);
+      }
+    }, 20);
+  }
+  function duck(on) {
+    const el = video();
+    media.ducked = on;
+    if (el) el.volume = on ? 0 : 1;
   }
 
   media.toggleMic = async () => {

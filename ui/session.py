@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,6 +102,7 @@ class Session:
         self._notices: list[str] = []
         self._version = 0
         self._last_turn: _Turn | None = None
+        self._preparing: threading.Thread | None = None
         self._set_card(card or next(iter(self.cards.values())))
 
     # -- character, backend and pipeline ----------------------------------------------------
@@ -119,6 +121,22 @@ class Session:
         with self._chat_changed:
             self._transcript = [{"role": "assistant", "content": self.conversation.greeting}]
             self._version += 1
+        self._prepare_conversation()
+
+    def _prepare_conversation(self) -> None:
+        """Let the backend get ready for the current conversation's first message, on one
+        thread per session at most (a flood of clears never piles up threads)."""
+        if self._preparing is not None and self._preparing.is_alive():
+            return  # it prepares whichever conversation is current when it finishes
+
+        def prepare() -> None:
+            prepared = None
+            while prepared is not self.conversation:
+                prepared = self.conversation
+                prepared.prepare()
+
+        self._preparing = threading.Thread(target=prepare, name="chat-prepare", daemon=True)
+        self._preparing.start()
 
     def _fallback(self) -> Backend | None:
         return None if self.backend is self.offline else self.offline
@@ -162,6 +180,8 @@ class Session:
             )
         self.backend_name, self.backend = name, backend
         self.conversation.backend, self.conversation.fallback = backend, self._fallback()
+        if notice is None:
+            self._prepare_conversation()
         return notice
 
     def select_pipeline(self, name: str) -> None:
@@ -317,11 +337,12 @@ class Session:
         threading.Thread(target=self._answer, args=args, name="chat-turn", daemon=True).start()
         return True
 
-    def hear(self, samples: np.ndarray) -> str:
-        """The visitor said something (16 kHz mono): transcribe it and answer it like a typed
-        message. Returns what was heard ("" for noise, which is not sent)."""
+    def hear(self, samples: np.ndarray, early: Future[str] | None = None) -> str:
+        """The visitor said something (16 kHz mono): transcribe it (or take `early`, its
+        transcript made while the visitor paused) and answer it like a typed message.
+        Returns what was heard ("" for noise, which is not sent)."""
         try:
-            text = shared_transcriber().transcribe(samples)
+            text = early.result() if early else shared_transcriber().transcribe(samples)
         except Exception:  # never lose the session over one utterance
             log.exception("transcription failed")
             with self._chat_changed:

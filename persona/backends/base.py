@@ -75,6 +75,11 @@ class Backend(ABC):
     def preload(self) -> None:
         """Load what the first reply would otherwise wait for (a model). Default: nothing."""
 
+    def prepare(self, request: ReplyRequest) -> None:
+        """Get ready for the next message of the conversation `request` describes (its
+        `message` is not known yet), off the reply path: e.g. run the prompt through a local
+        model once so the reply only runs the message. Default: nothing."""
+
     @abstractmethod
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         """Yield the reply. Raise BackendError (before or mid-stream) when it cannot go on."""

@@ -35,6 +35,7 @@ from persona.backends.local_model import (
     CachedContext,
     ChatModel,
     banned_token_mask,
+    common_length,
     shared_chat_model,
 )
 from persona.backends.offline import EXPRESSION_LINES, OfflineBackend
@@ -137,6 +138,23 @@ class EmbeddedBackend(Backend):
 
     def preload(self) -> None:
         self._chat_model()
+
+    def prepare(self, request: ReplyRequest) -> None:
+        """Cache the prompt up to the visitor's next message (card, examples, history): the
+        first reply of a conversation would otherwise run all of it first (seconds on a busy
+        core)."""
+        import torch
+
+        chat = self._chat_model()
+        with chat.lock, torch.inference_mode():
+            assert self._context is not None
+            one, other = (
+                self._prompt_ids(chat, request.model_copy(update={"message": m}), "")
+                for m in ("a", "b")
+            )
+            prefix = one[: common_length(one, other)]
+            if common_length(self._context.ids, prefix) < len(prefix):
+                self._context.extend(prefix, keep_at_most=len(prefix))
 
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         reading = self._interpreter.read(request.message)

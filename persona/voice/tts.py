@@ -29,6 +29,8 @@ SILENCE_LEVEL = 0.01
 LEAD_IN_SECONDS = 0.03
 PAUSE_AFTER_SECONDS = 0.2
 """Silence kept after each piece of speech: the breath between sentences."""
+FIRST_CLAUSE_WORDS = 3
+"""A reply's first clause is spoken on its own once it has this many words."""
 
 
 class VoiceError(RuntimeError):
@@ -132,24 +134,36 @@ def _trim_silence(samples: np.ndarray) -> np.ndarray:
 
 class SentenceSplitter:
     """Cuts a reply that arrives in pieces into sentences to speak as soon as each is whole.
-    Stage directions (`*waves*`) are never spoken; a sentence is not cut inside one."""
+    The first piece may end at a clause (a comma after a few words) so the voice starts
+    sooner. Stage directions (`*waves*`) are never spoken; nothing is cut inside one."""
 
     _END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
+    _CLAUSE = re.compile(r"[,;:—]\s+")
 
     def __init__(self) -> None:
         self._text = ""
+        self._started = False
 
     def push(self, text: str) -> list[str]:
-        """Sentences completed by `text`, spoken words only."""
+        """Sentences (or a first clause) completed by `text`, spoken words only."""
         self._text += text
-        ends = [
-            m.end()
-            for m in self._END.finditer(self._text)
-            if self._text.count("*", 0, m.end()) % 2 == 0  # not inside a stage direction
-        ]
+        ends = [m.end() for m in self._END.finditer(self._text)]
+        if not self._started:  # the first clause, if it comes before the first sentence end
+            clause = next(
+                (
+                    m.end()
+                    for m in self._CLAUSE.finditer(self._text)
+                    if len(spoken(self._text[: m.end()]).split()) >= FIRST_CLAUSE_WORDS
+                ),
+                None,
+            )
+            if clause is not None and clause < min(ends, default=len(self._text) + 1):
+                ends.append(clause)
+        ends = sorted(e for e in ends if self._text.count("*", 0, e) % 2 == 0)  # not in *...*
         if not ends:
             return []
         done, self._text = self._text[: ends[-1]], self._text[ends[-1] :]
+        self._started = True
         return [s for s in (spoken(p) for p in _split_after(done, ends)) if s]
 
     def flush(self) -> list[str]:

@@ -3,7 +3,9 @@
 Runs Silero VAD v6 (MIT), the ONNX file faster-whisper ships in its wheel, window by window
 (32 ms) with its recurrent state carried across calls, so a stream is read as it arrives. A
 start needs SPEECH_START_SECONDS of speech (a cough or a click is not a turn); an end needs
-SILENCE_END_SECONDS of quiet. Knows nothing about microphones or WebRTC.
+SILENCE_END_SECONDS of quiet, and a shorter pause (PAUSE_SECONDS) is reported on the way so the
+utterance can be transcribed before the end is certain. Knows nothing about microphones or
+WebRTC.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ WINDOW = 512
 CONTEXT = 64
 SPEECH_PROBABILITY = 0.5
 QUIET_PROBABILITY = 0.35
-SPEECH_START_SECONDS = 0.096
-SILENCE_END_SECONDS = 0.6
+SPEECH_START_SECONDS = 0.064
+SILENCE_END_SECONDS = 0.5
+PAUSE_SECONDS = 0.2
+"""Quiet this long inside speech is a pause: the utterance so far can be transcribed early."""
 PRE_ROLL_SECONDS = 0.3
 """Audio kept from before the detected start, so the first syllable is transcribed."""
 MAX_UTTERANCE_SECONDS = 15.0
@@ -30,7 +34,8 @@ MAX_UTTERANCE_SECONDS = 15.0
 
 @dataclass(frozen=True)
 class VoiceEvent:
-    """`started` when speech begins; `ended` with the utterance's samples when it stops."""
+    """`started` when speech begins; `paused` (with the utterance so far) when it goes quiet,
+    `resumed` if it goes on after a pause; `ended` with the utterance's samples when it stops."""
 
     kind: str
     samples: np.ndarray | None = None
@@ -79,6 +84,7 @@ class SpeechDetector:
         self._pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
         windows_to_start = round(SPEECH_START_SECONDS * LISTEN_RATE / WINDOW)
         windows_to_end = round(SILENCE_END_SECONDS * LISTEN_RATE / WINDOW)
+        windows_to_pause = round(PAUSE_SECONDS * LISTEN_RATE / WINDOW)
         pre_roll = round(PRE_ROLL_SECONDS * LISTEN_RATE / WINDOW)
         longest = round(MAX_UTTERANCE_SECONDS * LISTEN_RATE / WINDOW)
         while len(self._pending) >= WINDOW:
@@ -92,7 +98,12 @@ class SpeechDetector:
                     events.append(VoiceEvent("started"))
                 continue
             self._utterance.append(window)
+            quiet_before = self._quiet_run
             self._quiet_run = self._quiet_run + 1 if probability < QUIET_PROBABILITY else 0
+            if self._quiet_run == windows_to_pause:
+                events.append(VoiceEvent("paused", np.concatenate(self._utterance)))
+            elif self._quiet_run == 0 and quiet_before >= windows_to_pause:
+                events.append(VoiceEvent("resumed"))
             if self._quiet_run >= windows_to_end or len(self._utterance) >= longest:
                 events.append(VoiceEvent("ended", np.concatenate(self._utterance)))
                 self.speaking, self._utterance, self._recent = False, [], []

@@ -33,6 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
 ]
+QUIET = 0.003
+"""RMS of the page's sound below which the character is silent."""
 CHANGE_THRESHOLD = 0.02
 """Fraction of 64x64 probe pixels that must change (by > 40 levels) to count as a new pose."""
 CHAT_MESSAGE = "#chat .message:not(:has(.message))"
@@ -99,8 +101,8 @@ PROBE = """
     requestAnimationFrame(poll);
   }
   poll();
-  function loudness(stream, into) {
-    // The RMS of a stream's sound every 20 ms, pushed into `into` as {t, rms}.
+  function loudness(stream, into, gain = () => 1) {
+    // The RMS of a stream's sound every 20 ms (times `gain`), pushed into `into` as {t, rms}.
     const audio = new AudioContext();
     const analyser = audio.createAnalyser();
     analyser.fftSize = 512;
@@ -110,13 +112,20 @@ PROBE = """
       analyser.getFloatTimeDomainData(samples);
       let sum = 0;
       for (const x of samples) sum += x * x;
-      into.push({ t: performance.now(), rms: Math.sqrt(sum / samples.length) });
+      into.push({ t: performance.now(), rms: gain() * Math.sqrt(sum / samples.length) });
       if (into.length > 6000) into.splice(0, 2000);
     }, 20);
   }
   probe.sound = [];
   probe.mic = [];
-  probe.listen = () => loudness(document.querySelector('#persona-video video').srcObject, probe.sound);
+  probe.heard = [];
+  probe.listen = () => {
+    // What the page receives (`sound`) and what the visitor hears of it (`heard`: after the
+    // video element's mute and volume).
+    const video = document.querySelector('#persona-video video');
+    loudness(video.srcObject, probe.sound);
+    loudness(video.srcObject, probe.heard, () => (video.muted ? 0 : video.volume));
+  };
   probe.listenToMic = () => loudness(new MediaStream([window.personaMedia.mic]), probe.mic);
   const attach = setInterval(() => {
     const video = document.querySelector('#persona-video video');
@@ -222,6 +231,17 @@ def chromium(*extra_args: str) -> Iterator[object]:
             browser.close()
 
 
+def barge_in_ms(played: list[tuple[float, float]], spoke: float) -> float:
+    """Ms from the visitor starting to speak to the character's last sound before a silence
+    of at least 500 ms (inf if it never fell silent)."""
+    loud = [t for t, rms in played if rms >= QUIET]
+    after = [t for t in loud if t >= spoke]
+    for earlier, later in zip([spoke, *after], [*after, played[-1][0] + 1000], strict=True):
+        if later - earlier >= 500:
+            return earlier - spoke
+    return float("inf")
+
+
 class PersonaPage:
     """One visitor's page."""
 
@@ -325,8 +345,8 @@ class PersonaPage:
         self.page.evaluate("window.__probe.listenToMic()")
 
     def sound(self, since: float, source: str = "sound") -> list[tuple[float, float]]:
-        """[(page ms, RMS)] every 20 ms since `since`: what the page played (`sound`) or what
-        its microphone heard (`mic`)."""
+        """[(page ms, RMS)] every 20 ms since `since`: what the page received (`sound`), what
+        the visitor heard of it (`heard`), or what its microphone picked up (`mic`)."""
         rows = self.page.evaluate(f"window.__probe.{source}.filter(s => s.t > {since})")
         return [(row["t"], row["rms"]) for row in rows]
 

@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 
 from persona.voice.tts import Speech, shared_speaker
-from tests.browser.harness import PersonaPage, chromium, fake_microphone, running_app
+from tests.browser.harness import (
+    PersonaPage,
+    barge_in_ms,
+    chromium,
+    fake_microphone,
+    running_app,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-QUIET = 0.003
-"""RMS of the page's sound below which the character is silent."""
 
 
 def _utterance(text: str, path: Path, *, lead_s: float = 0.5, tail_s: float = 3.0) -> Path:
@@ -32,17 +36,6 @@ def _utterance(text: str, path: Path, *, lead_s: float = 0.5, tail_s: float = 3.
 def app_url() -> Iterator[str]:
     with running_app(PERSONA_MAX_STREAMS="10") as (url, _):
         yield url
-
-
-def barge_in_ms(played: list[tuple[float, float]], spoke: float) -> float:
-    """Ms from the visitor starting to speak to the character's last sound before a silence
-    of at least 500 ms (inf if it never fell silent)."""
-    loud = [t for t, rms in played if rms >= QUIET]
-    after = [t for t in loud if t >= spoke]
-    for earlier, later in zip([spoke, *after], [*after, played[-1][0] + 1000], strict=True):
-        if later - earlier >= 500:
-            return earlier - spoke
-    return float("inf")
 
 
 def _talking_page(browser: object, app_url: str) -> PersonaPage:
@@ -88,7 +81,10 @@ def test_talking_over_the_character_cuts_it_off(app_url: str, tmp_path: Path) ->
         page.page.wait_for_timeout(1500)
         assert talking < clicked
         spoke = next(t for t, rms in page.sound(clicked, "mic") if rms > 0.02)
-        assert barge_in_ms(page.sound(clicked), spoke) < 1000  # the benchmark measures it finely
+        # the page silences the voice itself at once; the server's cut (mouth included)
+        # follows (benchmarks/voice.py measures both finely)
+        assert barge_in_ms(page.sound(clicked, "heard"), spoke) < 500
+        assert barge_in_ms(page.sound(clicked), spoke) < 1000
         page.wait_for_messages(5, timeout_s=30)  # what the visitor said is answered next
         assert "stop" in page.chat_messages()[3].lower()
 
