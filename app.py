@@ -27,6 +27,8 @@ from persona.backends import BACKENDS, default_backend_name, make_backend
 from persona.backends.base import BackendError
 from persona.cards import MAX_CARD_BYTES, default_cards
 from persona.interpreter import shared_interpreter
+from persona.voice import preload_voice
+from persona.voice.tts import VoiceError
 from pipelines.registry import default_pipeline_name, list_pipelines
 from ui.media import PersonaStream
 from ui.session import IDLE_STATUS, STREAM_SECONDS, Session, SessionError, shown_in_chat
@@ -91,13 +93,18 @@ def _rtc_configuration() -> dict | None:
         return None
 
 
-def _preload_brain() -> None:
-    """Load the interpreter and the default backend's model before the first visitor asks."""
+def _preload_models() -> None:
+    """Load the interpreter, the default backend's model and the voice before the first
+    visitor needs them (loading one later would stall that visitor, or the event loop)."""
     shared_interpreter()
     try:
         make_backend(default_backend_name()).preload()
     except BackendError as error:
         log.warning("the default brain cannot answer here: %s", error)
+    try:
+        preload_voice()
+    except VoiceError as error:
+        log.warning("the character cannot speak or listen here: %s", error)
 
 
 # -- event handlers: each one line of glue to the session -------------------------------------
@@ -336,7 +343,7 @@ if __name__ == "__main__":
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    threading.Thread(target=_preload_brain, name="load-brain", daemon=True).start()
+    threading.Thread(target=_preload_models, name="load-models", daemon=True).start()
     uvicorn.run(
         build_app(),
         host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

@@ -29,8 +29,8 @@ SILENCE_LEVEL = 0.01
 LEAD_IN_SECONDS = 0.03
 PAUSE_AFTER_SECONDS = 0.2
 """Silence kept after each piece of speech: the breath between sentences."""
-FIRST_CLAUSE_WORDS = 3
-"""A reply's first clause is spoken on its own once it has this many words."""
+FIRST_CLAUSE_WORDS = 4
+"""A reply's first clause or phrase is spoken on its own once it has this many words."""
 
 
 class VoiceError(RuntimeError):
@@ -134,11 +134,18 @@ def _trim_silence(samples: np.ndarray) -> np.ndarray:
 
 class SentenceSplitter:
     """Cuts a reply that arrives in pieces into sentences to speak as soon as each is whole.
-    The first piece may end at a clause (a comma after a few words) so the voice starts
-    sooner. Stage directions (`*waves*`) are never spoken; nothing is cut inside one."""
+    The first piece may end at a clause (a comma after a few words) or before a phrase ("with
+    a dry sense of humour") so the voice starts sooner. Stage directions (`*waves*`) are never
+    spoken; nothing is cut inside one."""
 
     _END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
     _CLAUSE = re.compile(r"[,;:—]\s+")
+    _PHRASE = re.compile(
+        r"\s+(?=(?:and|but|or|so|because|with|for|in|on|at|to|of|from|who|which|that|when|"
+        r"while|where|if)\s)",
+        re.IGNORECASE,
+    )
+    """Before a word that opens a phrase: where a long first sentence can pause naturally."""
 
     def __init__(self) -> None:
         self._text = ""
@@ -148,11 +155,12 @@ class SentenceSplitter:
         """Sentences (or a first clause) completed by `text`, spoken words only."""
         self._text += text
         ends = [m.end() for m in self._END.finditer(self._text)]
-        if not self._started:  # the first clause, if it comes before the first sentence end
+        if not self._started:  # the first clause or phrase, if before the first sentence end
             clause = next(
                 (
                     m.end()
-                    for m in self._CLAUSE.finditer(self._text)
+                    for pattern in (self._CLAUSE, self._PHRASE)
+                    for m in pattern.finditer(self._text)
                     if len(spoken(self._text[: m.end()]).split()) >= FIRST_CLAUSE_WORDS
                 ),
                 None,
