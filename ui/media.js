@@ -16,7 +16,7 @@
   }
   const devices = navigator.mediaDevices;
   const askBrowser = devices.getUserMedia ? devices.getUserMedia.bind(devices) : async () => {
-    throw new DOMException("the microphone needs a secure page (https or localhost)", "NotSupportedError");
+    throw new DOMException("the microphone needs a secure page, https or localhost", "NotSupportedError");
   };
   const live = new Set();
   const Native = window.RTCPeerConnection;
@@ -143,7 +143,7 @@
     try {
       track = await microphone();
     } catch (error) {
-      note(`No microphone (${error.message || error.name}): type your messages instead.`);
+      note(`No microphone: ${error.message || error.name}. Type your messages instead.`);
       label("mic-btn", "No microphone");
       return;
     }
