@@ -12,6 +12,7 @@ hf | transformers; default embedded where its model is installed), PERSONA_MAX_S
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -108,6 +109,15 @@ def _preload_models() -> None:
 
 
 # -- event handlers: each one line of glue to the session -------------------------------------
+
+
+async def _drop_connection(video: WebRTC, webrtc_id: str) -> None:
+    """End a connection from the server's side (its viewer is gone): free its slot at once
+    and close the peer connection, which otherwise lives until WebRTC's own timeout."""
+    connection = video.pcs.get(webrtc_id)
+    video.clean_up(webrtc_id)
+    if connection is not None:
+        await connection.close()
 
 
 def on_load():
@@ -296,7 +306,7 @@ def build_page() -> gr.Blocks:
         if os.environ.get("HF_TOKEN"):  # a dict set on load: a callable breaks receive mode
             page.load(lambda: gr.update(rtc_configuration=_rtc_configuration()), None, [video])
         video.stream(
-            PersonaStream(_session),
+            PersonaStream(_session, functools.partial(_drop_connection, video)),
             inputs=[video, state],
             outputs=[video],
             concurrency_limit=MAX_STREAMS,

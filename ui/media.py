@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 VIDEO_FPS = 30
 AUDIO_SLICE = SAMPLE_RATE // 50
 """Samples in one 20 ms audio frame."""
+PEER_SILENT_SECONDS = 3.0
+"""A page sends sound 50 times a second (silence until the microphone is on): nothing for
+this long means it is gone without closing (a killed browser, a lost network), and its
+connection is dropped then rather than after WebRTC's own ~30 s timeout, freeing its slot and
+its pipeline."""
 CHAT_PUSH_SECONDS = 0.2
 """How often, at most, a changed chat is pushed to the page (voice turns have no Enter to
 follow them)."""
@@ -64,7 +69,11 @@ def _transcription_worker() -> ThreadPoolExecutor:
 
 
 class PersonaStream(AsyncAudioVideoStreamHandler):
-    def __init__(self, find_session: Callable[[object], Session]) -> None:
+    def __init__(
+        self,
+        find_session: Callable[[object], Session],
+        drop_connection: Callable[[str], Awaitable[None]],
+    ) -> None:
         super().__init__(
             expected_layout="mono",
             output_sample_rate=SAMPLE_RATE,
@@ -72,6 +81,9 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
             fps=VIDEO_FPS,
         )
         self._find_session = find_session
+        self._drop_connection = drop_connection
+        self._heard_at: float | None = None
+        self._watchdog: asyncio.Task | None = None
         self.session: Session | None = None
         self._frames = None
         self._last_frame = np.zeros((64, 64, 3), np.uint8)
@@ -84,7 +96,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         self._chat_pushed_at = 0.0
 
     def copy(self) -> PersonaStream:
-        return PersonaStream(self._find_session)
+        return PersonaStream(self._find_session, self._drop_connection)
 
     async def start_up(self) -> None:
         await self.wait_for_args()
@@ -95,6 +107,18 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
             return
         self._frames = session.frames()
         self.session = session
+        self._heard_at = session.clock()
+        self._watchdog = asyncio.create_task(self._watch_peer(self.latest_args[1]))  # held
+
+    async def _watch_peer(self, webrtc_id: str) -> None:
+        """Drop the connection once the page has gone quiet (its senders stop asking for our
+        frames then too, so this cannot wait for them)."""
+        while self._frames is not None:
+            await asyncio.sleep(0.5)
+            if self._peer_gone():
+                log.info("viewer gone: nothing received for %.0f s", PEER_SILENT_SECONDS)
+                await self.shutdown()
+                await self._drop_connection(webrtc_id)
 
     # -- video ------------------------------------------------------------------------------
 
@@ -108,6 +132,15 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
                 self._last_frame = item
         update = self._chat_update()
         return (self._last_frame, update) if update is not None else self._last_frame
+
+    def _peer_gone(self) -> bool:
+        session, heard_at = self.session, self._heard_at
+        return (
+            self._frames is not None
+            and session is not None
+            and heard_at is not None
+            and session.clock() - heard_at > PEER_SILENT_SECONDS
+        )
 
     def _chat_update(self) -> AdditionalOutputs | None:
         """The chat and notices to show, when they changed since last pushed (at most every
@@ -155,6 +188,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         session = self.session
         if session is None:
             return
+        self._heard_at = session.clock()
         _, pcm = frame
         samples = pcm.reshape(-1).astype(np.float32) / 32768.0
         worker = _transcription_worker()
@@ -185,7 +219,9 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         yield from self._resampler.resample(frame)
 
     async def video_receive(self, frame: np.ndarray) -> None:
-        """The page's placeholder camera track (it sends no camera): ignored."""
+        """The page's placeholder camera track (it sends no camera): only a sign of life."""
+        if self.session is not None:
+            self._heard_at = self.session.clock()
 
     async def shutdown(self) -> None:
         if self._frames is not None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from tests.browser.harness import PersonaPage, chromium, running_app
@@ -236,3 +242,30 @@ def test_clearing_the_chat_starts_afresh(page: PersonaPage) -> None:
     page.wait_for_messages(3)
     messages = page.chat_messages()
     assert "Bram" in messages[0] and messages[1] == "look sad" and len(messages) == 3
+
+
+def test_a_viewer_who_vanishes_frees_the_stream_within_seconds() -> None:
+    """A browser killed outright (no pagehide, no goodbye) must not hold the only stream slot
+    for WebRTC's ~30 s timeout: the server notices the silence and frees it."""
+    marker = f"--persona-test-browser={uuid.uuid4().hex}"  # Chromium ignores unknown flags
+    with running_app(PERSONA_MAX_STREAMS="1") as (url, _):
+        with contextlib.suppress(Exception), chromium(marker) as doomed:  # closing a dead one
+            PersonaPage(doomed, url).start()
+            assert _health(url)["streaming"] == 1
+            for process in psutil.process_iter(["cmdline"]):
+                if marker in (process.info["cmdline"] or []):
+                    process.kill()
+            killed = time.monotonic()
+            while _health(url)["streaming"] and time.monotonic() - killed < 20:
+                time.sleep(0.2)
+            freed_after = time.monotonic() - killed
+        assert freed_after < 6.0, f"the stream was held {freed_after:.1f} s after the viewer died"
+        with chromium() as browser:  # the next visitor gets the slot
+            page = PersonaPage(browser, url)
+            page.start()
+            assert page.fps(2.0) >= 10
+
+
+def _health(url: str) -> dict:
+    with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        return json.loads(response.read())
