@@ -253,4 +253,5 @@ class Conversation:
             ChatTurn(role="user", content=message),
             ChatTurn(role="assistant", content=directive.dialogue),
         ]
+        self.history = list(self._bounded_history())  # what is never sent is not kept
         yield ReplyEvent(directive=directive)

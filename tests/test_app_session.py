@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ from persona.backends.base import Backend, ReplyChunk, ReplyRequest
 from pipelines.puppet import PuppetConfig
 from pipelines.registry import PipelineEntry, register
 from tests.servers.openai_compatible import OpenAICompatibleServer
-from ui.session import Session, SessionError
+from ui.session import MAX_WAITING_MESSAGES, Session, SessionError
 
 
 @pytest.fixture
@@ -327,3 +328,40 @@ def test_a_refused_message_stays_in_the_text_box() -> None:
     assert box != "" and len(chat) == 1  # gr.update(): the draft is kept, nothing sent
     chat, box = on_send("please wave", state)
     assert box == "" and chat[-2]["content"] == "please wave"
+
+
+class ThinkingBackend(Backend):
+    """A short reply that takes a while to think of."""
+
+    name = "thinking"
+
+    def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
+        for word in ("one", "moment", "please."):
+            time.sleep(0.1)
+            yield ReplyChunk(text=word + " ")
+
+
+def test_a_flood_of_messages_is_refused_not_queued_and_the_next_command_still_acts(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400 long messages at once: a few wait for their answer, the rest are refused with a
+    notice; no thread per message, the transcript stays bounded, and a command sent once the
+    flood has drained reaches the character at once."""
+    session.conversation.backend = ThinkingBackend()
+    threads_before = threading.active_count()
+    sent = [session.send("blah " * 399) for _ in range(400)]
+    assert 1 <= sum(sent) <= MAX_WAITING_MESSAGES + 1
+    assert threading.active_count() - threads_before <= 1
+    assert any("still answering" in n for n in session.take_notices())
+    list(session.follow())  # the accepted ones are answered (each cutting off the one before)
+    session.conversation.backend = session.offline
+    assert session.send("please nod")
+    deadline = time.monotonic() + 2
+    while session.state.current(time.monotonic())[0] != "nod" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert session.state.current(time.monotonic())[0] == "nod"
+    monkeypatch.setattr("ui.session.MAX_TRANSCRIPT_MESSAGES", 6)
+    for index in range(5):  # a long conversation keeps only the recent chat
+        list(session.chat(f"message {index}"))
+    assert len(session.chat_history()) == 6
+    assert session.chat_history()[-2]["content"] == "message 4"

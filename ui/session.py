@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -56,11 +57,23 @@ CUT_MARK = " *(cut off)*"
 """Ends a reply the visitor interrupted, in the chat."""
 
 
+MAX_WAITING_MESSAGES = 3
+"""Messages that may wait for their answer; more are refused with a notice until one is
+answered (a flood must never queue work, threads or memory)."""
+MAX_TRANSCRIPT_MESSAGES = 200
+"""The chat keeps this many recent messages (every update sends the whole transcript)."""
+
+
 @dataclass
 class _Turn:
-    """One reply being answered: the chat entry it writes into, and its two signals."""
+    """One message to answer: what was said, to whom, the chat entry its reply writes into,
+    and its two signals."""
 
+    message: str
     reply: dict[str, str]
+    conversation: Conversation
+    state: CharacterState
+    card: Card
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -102,6 +115,9 @@ class Session:
         self._notices: list[str] = []
         self._version = 0
         self._last_turn: _Turn | None = None
+        self._current: _Turn | None = None
+        self._waiting: deque[_Turn] = deque()
+        self._answerer: threading.Thread | None = None
         self._preparing: threading.Thread | None = None
         self._set_card(card or next(iter(self.cards.values())))
 
@@ -315,13 +331,20 @@ class Session:
         return [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
 
     def send(self, message: str) -> bool:
-        """Show the message at once and answer it on a conversation thread, where the action
-        and expression reach the character the moment the backend knows them (no page round
-        trip in between). A message sent while the character talks cuts it off (barge-in).
-        Replies are produced in the order sent; a message that cannot be sent leaves the chat
-        as it is, queues a notice for `follow` and returns False."""
+        """Show the message at once and answer it on the session's conversation thread, where
+        the action and expression reach the character the moment the backend knows them (no
+        page round trip in between). A message sent while the character talks cuts it off
+        (barge-in). Replies come in the order sent, one at a time; at most MAX_WAITING_MESSAGES
+        wait for theirs (a flood is refused, not queued). A message that cannot be sent leaves
+        the chat as it is, queues a notice for `follow` and returns False."""
         with self._chat_changed:
-            if (problem := Conversation.problem(message)) is not None:
+            problem = Conversation.problem(message)
+            if problem is None and len(self._waiting) >= MAX_WAITING_MESSAGES:
+                problem = (
+                    f"{self.card.name} is still answering your last messages; "
+                    "wait a moment before sending more."
+                )
+            if problem is not None:
                 self._notices.append(problem)
                 self._version += 1
                 self._chat_changed.notify_all()
@@ -330,12 +353,27 @@ class Session:
         with self._chat_changed:
             reply = {"role": "assistant", "content": ""}
             self._transcript += [{"role": "user", "content": Conversation.clean(message)}, reply]
+            del self._transcript[:-MAX_TRANSCRIPT_MESSAGES]
             self._version += 1
-            previous, turn = self._last_turn, _Turn(reply)
+            turn = _Turn(message, reply, self.conversation, self.state, self.card)
+            self._waiting.append(turn)
             self._last_turn = turn
-        args = (message, self.conversation, self.state, self.card, previous, turn)
-        threading.Thread(target=self._answer, args=args, name="chat-turn", daemon=True).start()
+            if self._answerer is None:
+                self._answerer = threading.Thread(
+                    target=self._answer_waiting, name="chat-turns", daemon=True
+                )
+                self._answerer.start()
         return True
+
+    def _answer_waiting(self) -> None:
+        """The session's conversation thread: answers waiting messages in order, then ends."""
+        while True:
+            with self._chat_changed:
+                if not self._waiting:
+                    self._answerer = None
+                    return
+                turn = self._current = self._waiting.popleft()
+            self._answer(turn)
 
     def hear(self, samples: np.ndarray, early: Future[str] | None = None) -> str:
         """The visitor said something (16 kHz mono): transcribe it (or take `early`, its
@@ -370,7 +408,7 @@ class Session:
         stops, and the chat marks it as cut. True when there was something to cut."""
         speech_cut = self.state.speech.cut(self.clock())
         with self._chat_changed:
-            turn = self._last_turn
+            turn = self._current
             if turn is None or (turn.done.is_set() and not speech_cut):
                 return False
             turn.cancelled.set()
@@ -380,35 +418,25 @@ class Session:
             self._chat_changed.notify_all()
         return True
 
-    def _answer(
-        self,
-        message: str,
-        conversation: Conversation,
-        state: CharacterState,
-        card: Card,
-        previous: _Turn | None,
-        turn: _Turn,
-    ) -> None:
+    def _answer(self, turn: _Turn) -> None:
         sentences = SentenceSplitter()
         try:
-            if previous is not None:
-                previous.done.wait()
-            with contextlib.closing(conversation.respond(message)) as events:
+            with contextlib.closing(turn.conversation.respond(turn.message)) as events:
                 for event in events:
                     if turn.cancelled.is_set():
                         break
                     at = self._change_time()
                     if event.action:
-                        state.apply_action(event.action, at)  # type: ignore[arg-type]
+                        turn.state.apply_action(event.action, at)  # type: ignore[arg-type]
                     if event.expression:
-                        state.apply_expression(event.expression, at)  # type: ignore[arg-type]
+                        turn.state.apply_expression(event.expression, at)  # type: ignore[arg-type]
                     with self._chat_changed:
                         turn.reply["content"] += event.text
                         self._notices += [event.notice] if event.notice else []
                         self._version += 1
                         self._chat_changed.notify_all()
-                    self._say(sentences.push(event.text), state, card, turn)
-            self._say(sentences.flush(), state, card, turn)
+                    self._say(sentences.push(event.text), turn)
+            self._say(sentences.flush(), turn)
         except Exception:  # never lose the session over one reply
             log.exception("chat turn failed")
             with self._chat_changed:
@@ -423,19 +451,19 @@ class Session:
         runner = self.runner
         return runner.change_time() if runner is not None else self.clock()
 
-    def _say(self, sentences: list[str], state: CharacterState, card: Card, turn: _Turn) -> None:
+    def _say(self, sentences: list[str], turn: _Turn) -> None:
         """Speak whole sentences as they are written: the first is heard while the rest of the
         reply is still being written. A voice that fails leaves the words in the chat."""
         for sentence in sentences:
             if turn.cancelled.is_set():
                 return
             try:
-                speech = shared_speaker().say(sentence, card.voice)
+                speech = shared_speaker().say(sentence, turn.card.voice)
             except VoiceError as error:
                 log.warning("cannot speak: %s", error)
                 return
             if not turn.cancelled.is_set():
-                state.speech.add(speech, self._change_time())
+                turn.state.speech.add(speech, self._change_time())
 
     def follow(self) -> Iterator[tuple[list[dict[str, str]], list[str]]]:
         """Yield (chat, notices to show) as replies grow, until every message sent so far is

@@ -249,7 +249,9 @@ def test_a_viewer_who_vanishes_frees_the_stream_within_seconds() -> None:
     for WebRTC's ~30 s timeout: the server notices the silence and frees it."""
     marker = f"--persona-test-browser={uuid.uuid4().hex}"  # Chromium ignores unknown flags
     with running_app(PERSONA_MAX_STREAMS="1") as (url, _):
-        with contextlib.suppress(Exception), chromium(marker) as doomed:  # closing a dead one
+        doomed_browser = chromium(marker)
+        doomed = doomed_browser.__enter__()
+        try:
             PersonaPage(doomed, url).start()
             assert _health(url)["streaming"] == 1
             for process in psutil.process_iter(["cmdline"]):
@@ -259,6 +261,9 @@ def test_a_viewer_who_vanishes_frees_the_stream_within_seconds() -> None:
             while _health(url)["streaming"] and time.monotonic() - killed < 20:
                 time.sleep(0.2)
             freed_after = time.monotonic() - killed
+        finally:
+            with contextlib.suppress(Exception):  # Playwright cannot close a killed browser
+                doomed_browser.__exit__(None, None, None)
         assert freed_after < 6.0, f"the stream was held {freed_after:.1f} s after the viewer died"
         with chromium() as browser:  # the next visitor gets the slot
             page = PersonaPage(browser, url)
