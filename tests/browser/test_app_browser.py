@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from tests.browser.harness import PersonaPage, chromium, running_app
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, PersonaPage, chromium, running_app
 from tests.servers.openai_compatible import OpenAICompatibleServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -244,13 +244,14 @@ def test_clearing_the_chat_starts_afresh(page: PersonaPage) -> None:
     assert "Bram" in messages[0] and messages[1] == "look sad" and len(messages) == 3
 
 
-def test_a_viewer_who_vanishes_frees_the_stream_within_seconds() -> None:
+def test_a_viewer_who_vanishes_frees_the_stream_within_seconds(browser: object) -> None:
     """A browser killed outright (no pagehide, no goodbye) must not hold the only stream slot
     for WebRTC's ~30 s timeout: the server notices the silence and frees it."""
     marker = f"--persona-test-browser={uuid.uuid4().hex}"  # Chromium ignores unknown flags
     with running_app(PERSONA_MAX_STREAMS="1") as (url, _):
-        doomed_browser = chromium(marker)
-        doomed = doomed_browser.__enter__()
+        doomed = browser.browser_type.launch(  # type: ignore[attr-defined]
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker]
+        )
         try:
             PersonaPage(doomed, url).start()
             assert _health(url)["streaming"] == 1
@@ -263,12 +264,14 @@ def test_a_viewer_who_vanishes_frees_the_stream_within_seconds() -> None:
             freed_after = time.monotonic() - killed
         finally:
             with contextlib.suppress(Exception):  # Playwright cannot close a killed browser
-                doomed_browser.__exit__(None, None, None)
+                doomed.close()
         assert freed_after < 6.0, f"the stream was held {freed_after:.1f} s after the viewer died"
-        with chromium() as browser:  # the next visitor gets the slot
-            page = PersonaPage(browser, url)
+        page = PersonaPage(browser, url)  # the next visitor gets the slot
+        try:
             page.start()
             assert page.fps(2.0) >= 10
+        finally:
+            page.close()
 
 
 def _health(url: str) -> dict:
