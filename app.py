@@ -266,8 +266,8 @@ def build_page() -> gr.Blocks:
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="start-btn")
                     stop = gr.Button("Stop", elem_id="stop-btn")
-                    mic = gr.Button("Talk", elem_id="mic-btn")
-                    mute = gr.Button("Mute", elem_id="mute-btn")
+                    gr.Button("Talk", elem_id="mic-btn")  # both handled in ui/media.js
+                    gr.Button("Mute", elem_id="mute-btn")
                 gr.HTML("", elem_id="voice-note")
                 status = gr.Textbox(
                     label="Now showing", interactive=False, elem_id="persona-status"
@@ -316,8 +316,6 @@ def build_page() -> gr.Blocks:
             on_stream_update, outputs=[chat], concurrency_limit=None, show_progress="hidden"
         )
         start.click(None, js=START_JS)
-        mic.click(None, js="() => window.personaMedia.toggleMic()")
-        mute.click(None, js="() => window.personaMedia.toggleMute()")
         # The page's own events: not an HTTP API (they need the page's session state).
         private = {"api_name": False}
         stop.click(on_stop, [state], [status], **private)

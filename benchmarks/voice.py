@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from persona.voice.stt import LISTEN_RATE, Transcriber
-from persona.voice.tts import SAMPLE_RATE, Speech, VoiceSettings, shared_speaker
+from persona.voice.tts import SAMPLE_RATE, VoiceSettings, shared_speaker, write_wav
 from persona.voice.vad import SpeechDetector
 
 SENTENCES = [
@@ -150,8 +150,7 @@ def _conversation_wav(texts: list[str], path: Path, gap_s: float) -> Path:
     for text in texts:
         said = speaker.say(text).samples
         pieces += [said, np.zeros(max(0, round(gap_s * SAMPLE_RATE) - len(said)), np.float32)]
-    samples = np.concatenate(pieces)
-    Speech(samples, SAMPLE_RATE, speaker.say(".").mouth).write_wav(path)
+    write_wav(path, np.concatenate(pieces), SAMPLE_RATE)
     return path
 
 

@@ -174,6 +174,14 @@
     if (!el.muted) note("");
   };
 
+  // The buttons act in the click itself (not through a gradio event, which drops a second
+  // click while the first is pending).
+  document.addEventListener("click", (event) => {
+    if (!(event.target instanceof Element)) return;
+    if (event.target.closest("#mute-btn")) media.toggleMute();
+    else if (event.target.closest("#mic-btn")) media.toggleMic();
+  });
+
   // Sound held back by the autoplay policy: play muted, and say how to hear it.
   setInterval(() => {
     const el = video();

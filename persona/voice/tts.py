@@ -60,13 +60,17 @@ class Speech:
         return len(self.samples) / self.sample_rate
 
     def write_wav(self, path: str | Path) -> None:
-        """16-bit mono WAV."""
-        pcm = (np.clip(self.samples, -1.0, 1.0) * 32767).astype("<i2")
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(self.sample_rate)
-            out.writeframes(pcm.tobytes())
+        write_wav(path, self.samples, self.sample_rate)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Mono float samples as a 16-bit WAV file."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
 
 
 def installed_voices() -> list[str]:

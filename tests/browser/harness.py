@@ -64,21 +64,23 @@ PROBE = """
     return g;
   }
   const face = document.createElement('canvas');
-  face.width = face.height = 48;
+  face.width = face.height = 96;
   const faceCtx = face.getContext('2d', { willReadFrequently: true });
-  function mouthOpen(video) {
-    // Share of the face crop (a standing puppet's mouth area) that shows the pink tongue the
-    // puppet draws only inside an open mouth.
+  function mouthArea(video) {
+    // Pixels of the face crop (a standing puppet's mouth area) in the colours the puppet
+    // draws its lips, the dark inside of an open mouth and its tongue: grows as it opens.
     const w = video.videoWidth, h = video.videoHeight;
     if (!w || !h) return 0;
-    faceCtx.drawImage(video, 0.40 * w, 0.24 * h, 0.22 * w, 0.18 * h, 0, 0, 48, 48);
-    const d = faceCtx.getImageData(0, 0, 48, 48).data;
-    let pink = 0;
+    faceCtx.drawImage(video, 0.40 * w, 0.24 * h, 0.22 * w, 0.18 * h, 0, 0, 96, 96);
+    const d = faceCtx.getImageData(0, 0, 96, 96).data;
+    let area = 0;
     for (let i = 0; i < d.length; i += 4) {
       const r = d[i], g = d[i + 1], b = d[i + 2];
-      pink += r > 185 && g > 80 && g < 150 && b > 90 && b < 160 && r - g > 70;
+      const tongue = r > 185 && g > 80 && g < 150 && b > 90 && b < 160 && r - g > 70;
+      const mouth = r > 60 && r < 130 && g < 50 && b < 60 && r - g > 40;
+      area += tongue || mouth;
     }
-    return pink / (48 * 48);
+    return area;
   }
   function onFrame(video) {
     video.requestVideoFrameCallback((now) => {
@@ -87,7 +89,7 @@ PROBE = """
       let changed = 0;
       if (probe.reference) for (let i = 0; i < 4096; i++) changed += Math.abs(g[i] - probe.reference[i]) > 40;
       probe.frames.push({ t: now, changed: changed / 4096, mean: g.reduce((a, b) => a + b, 0) / 4096,
-                          mouth: mouthOpen(video) });
+                          mouth: mouthArea(video) });
       if (probe.frames.length > 3000) probe.frames.splice(0, 1000);
       probe.last = g;
       onFrame(video);
@@ -362,11 +364,10 @@ class PersonaPage:
         self.page.wait_for_function(f"{found} !== undefined", timeout=timeout_s * 1000)
         return self.page.evaluate(f"{found}.t")
 
-    def mouth_openings(self, since: float, until: float) -> int:
-        """How many frames shown between the two times had the character's mouth open."""
+    def mouth_areas(self, since: float, until: float) -> list[float]:
+        """The mouth's area (probe pixels) in each frame shown between the two times."""
         return self.page.evaluate(
-            f"window.__probe.frames.filter(f => f.t > {since} && f.t < {until}"
-            " && f.mouth > 0.004).length"
+            f"window.__probe.frames.filter(f => f.t > {since} && f.t < {until}).map(f => f.mouth)"
         )
 
     def chat_messages(self) -> list[str]:
