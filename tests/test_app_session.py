@@ -341,6 +341,18 @@ class ThinkingBackend(Backend):
             yield ReplyChunk(text=word + " ")
 
 
+def test_a_message_sent_while_the_character_still_thinks_does_not_cut_it_off(
+    session: Session,
+) -> None:
+    """Barge-in cuts what is being said or written, never a reply that has not begun: the
+    first message is still answered in full, then the second."""
+    session.conversation.backend = ThinkingBackend()
+    session.send("first")
+    session.send("second")
+    final = list(session.follow())[-1][0]
+    assert [m["content"].strip() for m in final[2::2]] == ["one moment please."] * 2
+
+
 def test_a_flood_of_messages_is_refused_not_queued_and_the_next_command_still_acts(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -349,8 +361,11 @@ def test_a_flood_of_messages_is_refused_not_queued_and_the_next_command_still_ac
     flood has drained reaches the character at once."""
     session.conversation.backend = ThinkingBackend()
     threads_before = threading.active_count()
-    sent = [session.send("blah " * 399) for _ in range(400)]
-    assert 1 <= sum(sent) <= MAX_WAITING_MESSAGES + 1
+    sent, most_waiting = 0, 0
+    for _ in range(400):
+        sent += session.send("blah " * 399)
+        most_waiting = max(most_waiting, len(session._waiting))
+    assert most_waiting <= MAX_WAITING_MESSAGES and 1 <= sent <= 40
     assert threading.active_count() - threads_before <= 1
     assert any("still answering" in n for n in session.take_notices())
     list(session.follow())  # the accepted ones are answered (each cutting off the one before)

@@ -405,11 +405,13 @@ class Session:
 
     def interrupt(self) -> bool:
         """Barge-in: the character stops talking now (sound and mouth), the reply being written
-        stops, and the chat marks it as cut. True when there was something to cut."""
+        stops, and the chat marks it as cut. True when there was something to cut. A reply
+        that has not begun (still thinking) is not cut: its message is still answered."""
         speech_cut = self.state.speech.cut(self.clock())
         with self._chat_changed:
             turn = self._current
-            if turn is None or (turn.done.is_set() and not speech_cut):
+            writing = turn is not None and not turn.done.is_set() and turn.reply["content"]
+            if turn is None or not (writing or speech_cut):
                 return False
             turn.cancelled.set()
             if not turn.reply["content"].endswith(CUT_MARK):
