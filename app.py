@@ -94,9 +94,20 @@ def _rtc_configuration() -> dict | None:
         return None
 
 
+MODELS_LOADED = threading.Event()
+"""Set once `_preload_models` is done (`/health` says `"ready"`)."""
+
+
 def _preload_models() -> None:
     """Load the interpreter, the default backend's model and the voice before the first
     visitor needs them (loading one later would stall that visitor, or the event loop)."""
+    try:
+        _load_models()
+    finally:
+        MODELS_LOADED.set()
+
+
+def _load_models() -> None:
     shared_interpreter()
     try:
         make_backend(default_backend_name()).preload()
@@ -338,6 +349,7 @@ def build_app() -> FastAPI:
     def health() -> dict:
         return {
             "status": "ok",
+            "ready": MODELS_LOADED.is_set(),
             "pipelines": [{"name": s.name, "available": s.available} for s in list_pipelines()],
             "max_streams": MAX_STREAMS,
             "sessions": len(SESSIONS),

@@ -153,7 +153,7 @@ def test_health_endpoint() -> None:
 
     client = TestClient(build_app())
     body = client.get("/health").json()
-    assert body["status"] == "ok"
+    assert body["status"] == "ok" and body["ready"] is False  # nothing preloaded here
     assert {"name": "puppet", "available": True} in body["pipelines"]
 
 

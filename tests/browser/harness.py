@@ -8,6 +8,7 @@ when the status line first shows an expected text, so latencies are measured ins
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -187,17 +188,17 @@ def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     try:
         import urllib.request
 
-        deadline = time.monotonic() + 60
-        while True:
+        deadline = time.monotonic() + 180  # a fresh install compiles and loads everything
+        while True:  # until it serves, with its models loaded
             try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
+                with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                    if json.loads(response.read())["ready"]:
+                        break
             except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"app did not start:\n{Path(log.name).read_text()}"
-                    ) from None
-                time.sleep(0.3)
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"app did not start:\n{Path(log.name).read_text()}")
+            time.sleep(0.3)
         yield url, process
     finally:
         process.terminate()
