@@ -136,9 +136,9 @@ def part_engines() -> dict:
         begins = np.flatnonzero(np.abs(speech) > 0.02)[0] / LISTEN_RATE + 1.0
         stream = np.concatenate([np.zeros(LISTEN_RATE, np.float32), speech])
         detector = SpeechDetector()
-        for at in range(0, len(stream), 960):  # 60 ms pieces, as the page's microphone sends
-            if any(e.kind == "started" for e in detector.feed(stream[at : at + 960])):
-                reactions.append((at + 960) / LISTEN_RATE - begins)
+        for at in range(0, len(stream), 320):  # 20 ms pieces, as the page's microphone sends
+            if any(e.kind == "started" for e in detector.feed(stream[at : at + 320])):
+                reactions.append((at + 320) / LISTEN_RATE - begins)
                 break
     result["vad_start_ms_p50"] = round(1000 * statistics.median(reactions), 1)
     return result
