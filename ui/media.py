@@ -45,6 +45,10 @@ PEER_SILENT_SECONDS = 3.0
 this long means it is gone without closing (a killed browser, a lost network), and its
 connection is dropped then rather than after WebRTC's own ~30 s timeout, freeing its slot and
 its pipeline."""
+AUDIO_LAG_SECONDS = 0.04
+"""Sound is sent this much later than the frames it belongs to: measured in Chromium, the
+voice otherwise arrived 20-80 ms ahead of the mouth (about 35 ms on average), and viewers
+notice sound early sooner than late (ITU-R BT.1359: 45 ms early, 125 ms late)."""
 CHAT_PUSH_SECONDS = 0.2
 """How often, at most, a changed chat is pushed to the page (voice turns have no Enter to
 follow them)."""
@@ -177,7 +181,9 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         elif wait < -0.2:  # the loop stalled: skip ahead rather than play late forever
             self._samples_sent += round(-wait * SAMPLE_RATE) // AUDIO_SLICE * AUDIO_SLICE
             slice_start = self._audio_start + self._samples_sent / SAMPLE_RATE
-        samples = session.state.speech.audio(slice_start, AUDIO_SLICE, SAMPLE_RATE)
+        samples = session.state.speech.audio(
+            slice_start - AUDIO_LAG_SECONDS, AUDIO_SLICE, SAMPLE_RATE
+        )
         self._samples_sent += AUDIO_SLICE
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
         return (SAMPLE_RATE, pcm.reshape(1, -1))
