@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.figures import percentile
 from persona.backends import make_backend
 from persona.backends.embedded import EmbeddedBackend, shipped_model_file
 from persona.backends.local_model import load_chat_model
@@ -49,13 +50,6 @@ PROMPTS = [
 ]
 PAGE_PROMPTS = PROMPTS[:4] + PROMPTS[7:]
 """Open questions only: the model writes these (a request to act is answered at once)."""
-
-
-def _p(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
 
 
 def part_load() -> dict:
@@ -94,10 +88,10 @@ def part_replies() -> dict:
             seconds += took
             replies[card.name].append(f"{prompt} -> {words}")
     return {
-        "first_text_ms_p50": _p(first_ms, 0.5),
-        "first_text_ms_p95": _p(first_ms, 0.95),
-        "reply_done_ms_p50": _p(done_ms, 0.5),
-        "reply_done_ms_p95": _p(done_ms, 0.95),
+        "first_text_ms_p50": percentile(first_ms, 0.5),
+        "first_text_ms_p95": percentile(first_ms, 0.95),
+        "reply_done_ms_p50": percentile(done_ms, 0.5),
+        "reply_done_ms_p95": percentile(done_ms, 0.95),
         "tokens_per_s": round(tokens / seconds, 1),
         "replies": replies,
     }
@@ -140,10 +134,10 @@ def part_page(pipeline: str) -> dict:
             page.page.wait_for_timeout(2000)  # let the reply finish before the next
         result = {
             "browser_fps_idle": round(idle_fps, 1),
-            "browser_fps_while_writing_p50": _p(fps_while_writing, 0.5),
-            "stream_fps_while_writing_p50": _p(stream_fps, 0.5),
-            "enter_to_first_reply_text_ms_p50": _p(first_ms, 0.5),
-            "enter_to_first_reply_text_ms_p95": _p(first_ms, 0.95),
+            "browser_fps_while_writing_p50": percentile(fps_while_writing, 0.5),
+            "stream_fps_while_writing_p50": percentile(stream_fps, 0.5),
+            "enter_to_first_reply_text_ms_p50": percentile(first_ms, 0.5),
+            "enter_to_first_reply_text_ms_p95": percentile(first_ms, 0.95),
             "messages": len(first_ms),
             "server_rss_mb": round(rss_mb(process.pid), 1),
         }

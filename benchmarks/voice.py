@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.figures import percentile
 from persona.voice.stt import LISTEN_RATE, Transcriber
 from persona.voice.tts import SAMPLE_RATE, VoiceSettings, shared_speaker, write_wav
 from persona.voice.vad import SpeechDetector
@@ -67,13 +68,6 @@ QUESTIONS = [
 ]
 BARGE_INS = 4
 GAP_SECONDS = 12.0
-
-
-def _p(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
 
 
 def _words(text: str) -> list[str]:
@@ -230,8 +224,8 @@ def part_page() -> dict:
             {
                 "questions_said": len(questions),
                 "answered": len(latencies),
-                "end_of_speech_to_first_audio_ms_p50": _p(latencies, 0.5),
-                "end_of_speech_to_first_audio_ms_p95": _p(latencies, 0.95),
+                "end_of_speech_to_first_audio_ms_p50": percentile(latencies, 0.5),
+                "end_of_speech_to_first_audio_ms_p95": percentile(latencies, 0.95),
                 "av_offset_ms": _av_offset_ms(frames, played),
                 "browser_fps_while_speaking": round(1000 * len(speaking_frames) / spoken_ms, 1)
                 if spoken_ms
@@ -260,8 +254,8 @@ def part_page() -> dict:
                 for source in ("heard", "sound"):
                     barge_ins[source].append(barge_in_ms(page.sound(clicked, source), spoke))
         for source, name in (("heard", "heard"), ("sound", "server_cut")):
-            result[f"barge_in_{name}_ms_p50"] = _p(barge_ins[source], 0.5)
-            result[f"barge_in_{name}_ms_max"] = _p(barge_ins[source], 1.0)
+            result[f"barge_in_{name}_ms_p50"] = percentile(barge_ins[source], 0.5)
+            result[f"barge_in_{name}_ms_max"] = percentile(barge_ins[source], 1.0)
         result["barge_ins"] = len(barge_ins["heard"])
     return result
 
