@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.figures import percentile
+from persona.cards import default_cards
 from persona.voice.stt import LISTEN_RATE, Transcriber
 from persona.voice.tts import SAMPLE_RATE, VoiceSettings, shared_speaker, write_wav
 from persona.voice.vad import SpeechDetector
@@ -92,10 +93,8 @@ def part_engines() -> dict:
     speaker = shared_speaker()
     speaker.say("Warm up.")
     result: dict[str, object] = {}
-    for name, settings in (
-        ("default", VoiceSettings()),
-        ("bram", VoiceSettings(pitch=0.62, speed=0.9)),
-    ):
+    bram = next(card for card in default_cards() if card.name == "Bram").voice
+    for name, settings in (("default", VoiceSettings()), ("bram", bram)):
         factors = []
         for sentence in SENTENCES:
             start = time.perf_counter()
