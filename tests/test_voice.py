@@ -14,7 +14,7 @@ import pytest
 from persona.cards import CardError, default_cards, parse_card
 from persona.voice.mouth import mouth_from_audio
 from persona.voice.schedule import SpeechSchedule
-from persona.voice.stt import LISTEN_RATE, read_audio, shared_transcriber
+from persona.voice.stt import LISTEN_RATE, SHORT_WINDOW_SECONDS, read_audio, shared_transcriber
 from persona.voice.tts import (
     SAMPLE_RATE,
     SentenceSplitter,
@@ -101,6 +101,17 @@ def test_what_is_said_is_heard_back() -> None:
         heard = transcriber.transcribe(_to_listen_rate(speaker.say(text).samples))
         assert heard.lower().strip(".?! ") == text.lower().strip(".?! ")
     assert transcriber.transcribe(np.zeros(LISTEN_RATE, np.float32)) == ""
+    hiss = np.random.default_rng(0).normal(0, 0.1, 2 * LISTEN_RATE).astype(np.float32)
+    assert transcriber.transcribe(hiss) == ""
+
+
+def test_a_long_utterance_is_heard_whole() -> None:
+    """Past the short window (SHORT_WINDOW_SECONDS) Whisper reads its usual 30 s."""
+    speaker = shared_speaker()
+    said = [_to_listen_rate(speaker.say(t).samples) for t in ("My cat is sick.", "Tell me a joke.")]
+    gap = np.zeros(round(SHORT_WINDOW_SECONDS * LISTEN_RATE), np.float32)
+    heard = shared_transcriber().transcribe(np.concatenate([said[0], gap, said[1]]))
+    assert heard.lower().replace(".", "") == "my cat is sick tell me a joke"
 
 
 def test_voice_activity_finds_the_start_and_end_of_an_utterance() -> None:
