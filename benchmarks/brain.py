@@ -67,7 +67,7 @@ def part_replies() -> dict:
     backend = make_backend("embedded", seed=0)
     assert isinstance(backend, EmbeddedBackend)
     backend.preload()
-    tokenizer = backend._chat_model().tokenizer
+    tokenizer = backend._model_process().tokenizer
     first_ms, done_ms, replies = [], [], {}
     tokens = seconds = 0.0
     for card in default_cards():

