@@ -174,12 +174,43 @@
     if (!el.muted) note("");
   };
 
+  // Every stream slot taken: the component's own toast fades in seconds and leaves a black
+  // video, so the refusal is said over the video until a stream starts, with a retry button.
+  // The component asks for its connection through gradio's component server (fetch).
+  const nativeFetch = window.fetch.bind(window);
+  window.fetch = async (...args) => {
+    const response = await nativeFetch(...args);
+    const url = String((args[0] && args[0].url) || args[0]);
+    if (url.includes("component_server")) {
+      response.clone().json().then((answer) => {
+        if (answer && answer.sdp) showBusy(null);  // a stream was let in
+        else if (answer && answer.meta && answer.meta.error === "concurrency_limit_reached") {
+          showBusy(answer.meta.limit);
+        }
+      }).catch(() => {});
+    }
+    return response;
+  };
+  function showBusy(limit) {
+    let panel = byId("stream-busy");
+    if (limit == null) { if (panel) panel.remove(); return; }
+    if (!panel) {
+      panel = Object.assign(document.createElement("div"), { id: "stream-busy" });
+      panel.setAttribute("role", "alert");
+      panel.append(document.createElement("p"), Object.assign(document.createElement("button"), { type: "button", textContent: "Try again" }));
+      byId("persona-video").append(panel);
+    }
+    panel.querySelector("p").textContent = (limit === 1 ? "The one stream this server runs is" :
+      `All ${limit} streams are`) + " in use right now. Try again in a minute.";
+  }
+
   // The buttons act in the click itself (not through a gradio event, which drops a second
   // click while the first is pending).
   document.addEventListener("click", (event) => {
     if (!(event.target instanceof Element)) return;
     if (event.target.closest("#mute-btn")) media.toggleMute();
     else if (event.target.closest("#mic-btn")) media.toggleMic();
+    else if (event.target.closest("#stream-busy button")) byId("start-btn").click();
   });
 
   // Sound held back by the autoplay policy: play muted, and say how to hear it.

@@ -225,6 +225,17 @@ def test_a_stream_over_the_limit_is_told_to_try_later(browser: object) -> None:
             second.page.wait_for_selector("text=/Too many concurrent/", timeout=15_000)
             assert not second.connected() and first.connected()
             assert first.fps(2.0) >= 10  # the one allowed stream plays on
+            # said where the video is, after the toast has gone (~10 s), with a retry
+            second.page.wait_for_selector("text=/Too many concurrent/", state="detached")
+            busy = second.page.locator("#persona-video #stream-busy")
+            assert "stream this server runs is in use" in busy.inner_text()
+            first.page.click("#stop-btn")  # a slot frees within a second: retry as a visitor would
+            deadline = time.monotonic() + 15
+            while not second.connected() and time.monotonic() < deadline:
+                if busy.count():
+                    busy.locator("button").click()
+                second.page.wait_for_timeout(500)
+            assert second.connected() and busy.count() == 0 and second.fps(2.0) >= 10
         finally:
             first.close()
             second.close()
