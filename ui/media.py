@@ -11,8 +11,8 @@ cannot send audio with video). One handler per connection (`copy()`), driven by 
   seconds of audio at once plays on its own schedule, out of sync);
 - `receive` reads the microphone through voice activity detection: speech starting while the
   character talks cuts it off (barge-in), and a finished utterance is sent as the visitor's
-  message, transcribed off the event loop (already while the visitor paused, so the answer
-  does not wait for it once the pause proves to be the end).
+  message, transcribed off the event loop (already while the visitor paused, and read by the
+  model then too, so the answer waits for neither once the pause proves to be the end).
 
 The page sends silence until the visitor turns the microphone on (`ui/media.js`), so nothing is
 asked of a visitor who only types. Knows the session's public methods, nothing of the persona
@@ -70,6 +70,13 @@ def _transcription_worker() -> ThreadPoolExecutor:
     """One thread for every visitor's speech: the model uses one core, and queued utterances
     wait their turn instead of piling up threads."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
+
+
+def _transcribe_guess(session: Session, samples: np.ndarray) -> str:
+    """What the visitor said before pausing; the session's model starts reading it at once."""
+    text = shared_transcriber().transcribe(samples)
+    session.expect(text)
+    return text
 
 
 class PersonaStream(AsyncAudioVideoStreamHandler):
@@ -202,7 +209,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
             if event.kind == "started":
                 session.interrupt()  # barge-in: the visitor talks over the character
             elif event.kind == "paused":  # transcribe now; kept if the visitor has finished
-                self._early = worker.submit(shared_transcriber().transcribe, event.samples)
+                self._early = worker.submit(_transcribe_guess, session, event.samples)
             elif event.kind == "resumed":
                 self._early = None
             elif event.kind == "ended":

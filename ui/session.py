@@ -119,6 +119,7 @@ class Session:
         self._waiting: deque[_Turn] = deque()
         self._answerer: threading.Thread | None = None
         self._preparing: threading.Thread | None = None
+        self._guess = ""
         self._set_card(card or next(iter(self.cards.values())))
 
     # -- character, backend and pipeline ----------------------------------------------------
@@ -139,17 +140,19 @@ class Session:
             self._version += 1
         self._prepare_conversation()
 
-    def _prepare_conversation(self) -> None:
-        """Let the backend get ready for the current conversation's first message, on one
-        thread per session at most (a flood of clears never piles up threads)."""
+    def _prepare_conversation(self, guess: str = "") -> None:
+        """Let the backend get ready for the current conversation's next message (`guess`,
+        when the visitor is still speaking it), on one thread per session at most (a flood of
+        clears never piles up threads)."""
+        self._guess = guess
         if self._preparing is not None and self._preparing.is_alive():
-            return  # it prepares whichever conversation is current when it finishes
+            return  # it prepares whichever conversation and guess are current when it finishes
 
         def prepare() -> None:
             prepared = None
-            while prepared is not self.conversation:
-                prepared = self.conversation
-                prepared.prepare()
+            while prepared != (self.conversation, self._guess):
+                prepared = (self.conversation, self._guess)
+                prepared[0].prepare(prepared[1])
 
         self._preparing = threading.Thread(target=prepare, name="chat-prepare", daemon=True)
         self._preparing.start()
@@ -371,9 +374,19 @@ class Session:
             with self._chat_changed:
                 if not self._waiting:
                     self._answerer = None
+                    self._prepare_conversation()  # the next message's prompt, history and all
                     return
                 turn = self._current = self._waiting.popleft()
             self._answer(turn)
+
+    def expect(self, guess: str) -> None:
+        """The visitor paused, having said `guess` so far: the model reads it now, so that if
+        the pause proves to be the end of their turn the answer only has to be written. Left
+        alone while a reply is being written (the model is busy with it)."""
+        with self._chat_changed:
+            busy = self._answerer is not None
+        if not busy and any(c.isalnum() for c in guess):
+            self._prepare_conversation(guess)
 
     def hear(self, samples: np.ndarray, early: Future[str] | None = None) -> str:
         """The visitor said something (16 kHz mono): transcribe it (or take `early`, its

@@ -76,9 +76,11 @@ class Backend(ABC):
         """Load what the first reply would otherwise wait for (a model). Default: nothing."""
 
     def prepare(self, request: ReplyRequest) -> None:
-        """Get ready for the next message of the conversation `request` describes (its
-        `message` is not known yet), off the reply path: e.g. run the prompt through a local
-        model once so the reply only runs the message. Default: nothing."""
+        """Get ready for the next message of the conversation `request` describes, off the
+        reply path: e.g. run the prompt through a local model once so the reply only runs the
+        message. `message` is "" when it is not known yet, or a guess (what a visitor has said
+        so far, before their turn is surely over) that the real message may not match.
+        Default: nothing."""
 
     @abstractmethod
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:

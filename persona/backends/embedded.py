@@ -145,14 +145,23 @@ class EmbeddedBackend(Backend):
     def prepare(self, request: ReplyRequest) -> None:
         """Cache the prompt up to the visitor's next message (card, examples, history): the
         first reply of a conversation would otherwise run all of it first (seconds on a busy
-        core)."""
+        core). With a guessed message, cache it too: the reply then only samples (a wrong
+        guess costs nothing later, the cache keeps only what the real prompt shares)."""
         model = self._model_process()
-        one, other = (
-            self._prompt_ids(model, request.model_copy(update={"message": m}), "")
-            for m in ("a", "b")
-        )
+        if request.message:
+            reading = self._interpreter.read(request.message)
+            if reading.action is not None:
+                return  # answered by the interpreter's line, without the model
+            opening = stage_direction(reading.expression) if reading.expression else ""
+            ids = self._prompt_ids(model, request, opening)
+        else:
+            one, other = (
+                self._prompt_ids(model, request.model_copy(update={"message": m}), "")
+                for m in ("a", "b")
+            )
+            ids = one[: common_length(one, other)]
         try:
-            model.prepare(self._context, one[: common_length(one, other)])
+            model.prepare(self._context, ids)
         except ModelProcessError as error:
             raise BackendError(str(error)) from None
 
