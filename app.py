@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
@@ -32,7 +33,7 @@ from persona.voice import preload_voice
 from persona.voice.tts import VoiceError
 from pipelines.registry import default_pipeline_name, list_pipelines
 from ui.media import PersonaStream
-from ui.session import IDLE_STATUS, STREAM_SECONDS, Session, SessionError, shown_in_chat
+from ui.session import IDLE_STATUS, Session, SessionError, shown_in_chat
 
 log = logging.getLogger("persona.app")
 HERE = Path(__file__).resolve().parent
@@ -58,21 +59,55 @@ SESSIONS: dict[str, Session] = {}
 copy of the state, so the Session itself must live outside it."""
 
 
+CLOSED_KEYS: OrderedDict[str, None] = OrderedDict()
+"""Keys of sessions whose page has closed (the newest MAX_CLOSED_KEYS): an event of that page
+still in flight must not bring its session back to life, unseen and never closed."""
+MAX_CLOSED_KEYS = 10_000
+
+
 def _session(state: dict) -> Session:
     """The visitor's session, created on first use. A caller without the page's session
     state (an HTTP API client) gets a clear error, never a traceback."""
     if not isinstance(state, dict) or not isinstance(state.get("key"), str):
         raise gr.Error("Open the page to chat: these events need the page's session.")
     key = state["key"]
+    if key in CLOSED_KEYS:
+        raise gr.Error("This page was closed; reload it to chat again.")
     if key not in SESSIONS:
         SESSIONS[key] = Session(default_pipeline_name(), default_backend_name())
     return SESSIONS[key]
 
 
+PAGES: dict[str, str] = {}
+"""Session keys by gradio's page id (session_hash), so a closed page closes its session."""
+
+
 def _close(state: dict) -> None:
-    session = SESSIONS.pop(state.get("key", ""), None)
+    key = state.get("key", "")
+    CLOSED_KEYS[key] = None
+    while len(CLOSED_KEYS) > MAX_CLOSED_KEYS:
+        CLOSED_KEYS.popitem(last=False)
+    session = SESSIONS.pop(key, None)
     if session is not None:
-        session.stop()
+        session.close()
+
+
+def _close_page(session_hash: str) -> None:
+    """The page was closed or reloaded: its session goes with it (its stream, if any, ends
+    and drops its connection). gradio's State delete_callback does not fire for this."""
+    key = PAGES.pop(session_hash, None)
+    if key is not None:
+        _close({"key": key})
+
+
+def _forget_finished_events(page: gr.Blocks) -> None:
+    """gradio's queue keeps the task of every event it ever ran (5.50: Queue._asyncio_tasks,
+    only cleared at shutdown), each holding its request: ~1 MB of RSS per visit. Finished
+    ones are let go here, on the event loop, which is the only place that list is touched."""
+    queue = getattr(page, "_queue", None)
+    tasks = getattr(queue, "_asyncio_tasks", None)
+    if isinstance(tasks, list):
+        tasks[:] = [task for task in tasks if not task.done()]
 
 
 def _pipeline_choices() -> list[tuple[str, str]]:
@@ -141,9 +176,11 @@ def on_load():
     )
 
 
-def on_tick(state: dict | object) -> str:
+def on_tick(state: dict | object, request: gr.Request) -> str:
     if not isinstance(state, dict):  # State not initialised yet for this visitor
         return IDLE_STATUS
+    if request.session_hash:
+        PAGES[request.session_hash] = state["key"]
     return _session(state).status()
 
 
@@ -314,6 +351,14 @@ def build_page() -> gr.Blocks:
                     )
 
         page.load(on_load, None, [chat, character, status])
+
+        async def on_unload(request: gr.Request) -> None:
+            threading.Thread(  # closing waits for the model; never on a shared pool's thread
+                target=_close_page, args=(request.session_hash or "",), name="close-page"
+            ).start()
+            _forget_finished_events(page)
+
+        page.unload(on_unload)
         if os.environ.get("HF_TOKEN"):  # a dict set on load: a callable breaks receive mode
             page.load(lambda: gr.update(rtc_configuration=_rtc_configuration()), None, [video])
         video.stream(
@@ -321,7 +366,7 @@ def build_page() -> gr.Blocks:
             inputs=[video, state],
             outputs=[video],
             concurrency_limit=MAX_STREAMS,
-            time_limit=STREAM_SECONDS + 30,
+            time_limit=None,  # the session ends its stream, and the stream its connection
         )
         video.on_additional_outputs(
             on_stream_update, outputs=[chat], concurrency_limit=None, show_progress="hidden"
@@ -338,7 +383,11 @@ def build_page() -> gr.Blocks:
         upload.upload(on_upload, [upload, state], [chat, character, upload], **private)
         pipeline.input(on_pipeline, [pipeline, state], [pipeline], **private)
         backend.input(on_backend, [backend, state], [backend], **private)
-        gr.Timer(0.25).tick(on_tick, [state], [status], show_progress="hidden", **private)
+        # Not queued: gradio's queue keeps every event's finished task for good (5.50:
+        # Queue._asyncio_tasks), four a second for as long as a page is open.
+        gr.Timer(0.25).tick(
+            on_tick, [state], [status], queue=False, show_progress="hidden", **private
+        )
     return page
 
 

@@ -3,7 +3,8 @@
     python benchmarks/reliability.py [--cycles 100]
 
 Opens the real page in headless Chromium, presses Start, waits for the video to play, then
-closes the tab, `--cycles` times. Prints one JSON object: the server's RSS (MiB), threads and
+closes the tab, `--cycles` times. Prints one JSON object: the server's RSS (MiB; its child,
+the chat model's process, apart), threads and
 open file descriptors, and `/health`'s live sessions and streams, after a warm-up of WARM_UP
 cycles (the baseline) and after all cycles (each read once the server has settled), and the
 seconds per cycle.
@@ -30,8 +31,12 @@ def _server_state(pid: int, url: str) -> dict[str, float]:
 
     with urllib.request.urlopen(url + "/health", timeout=5) as response:
         health = json.loads(response.read())
+    import psutil
+
+    children = psutil.Process(pid).children(recursive=True)  # the chat model's process
     return {
         "rss_mb": round(rss_mb(pid), 1),
+        "children_rss_mb": round(sum(c.memory_info().rss for c in children) / 2**20, 1),
         "threads": len(os.listdir(f"/proc/{pid}/task")),
         "open_files": len(os.listdir(f"/proc/{pid}/fd")),
         "sessions": health["sessions"],
@@ -70,6 +75,9 @@ def main() -> None:
                 "baseline": baseline,
                 "after": after,
                 "rss_growth_mb": round(after["rss_mb"] - baseline["rss_mb"], 1),
+                "children_rss_growth_mb": round(
+                    after["children_rss_mb"] - baseline["children_rss_mb"], 1
+                ),
             }
         )
     )

@@ -82,3 +82,23 @@ def test_int8_weights_multiply_like_the_float_ones() -> None:
     got = model(x)
     assert got.shape == expected.shape and got.dtype == torch.float32
     assert (got - expected).abs().max() < 0.02 * expected.abs().max()
+
+
+def test_a_forgotten_conversation_frees_its_cache() -> None:
+    model = shared_model_process(str(shipped_model_file()))
+    model.prepare("test-forget", _prompt(model, "Hello there."))
+    assert model.cached_ids("test-forget")
+    model.forget("test-forget")
+    assert model.cached_ids("test-forget") == []
+
+
+def test_getting_ready_never_queues_behind_a_reply() -> None:
+    model = shared_model_process(str(shipped_model_file()))
+    ids = _prompt(model, "Name a colour.")
+    reply = model.generate("test-busy", ids, [], GREEDY_ENOUGH)
+    next(reply)  # a reply is being written
+    assert model.prepare("test-ready", ids) is False
+    assert model.forget("test-busy") is False
+    reply.close()
+    assert model.prepare("test-ready", ids) is True
+    assert model.forget("test-ready") is True

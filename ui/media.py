@@ -49,6 +49,9 @@ AUDIO_LAG_SECONDS = 0.04
 """Sound is sent this much later than the frames it belongs to: measured in Chromium, the
 voice otherwise arrived 20-80 ms ahead of the mouth (about 35 ms on average), and viewers
 notice sound early sooner than late (ITU-R BT.1359: 45 ms early, 125 ms late)."""
+CLOSE_GRACE_SECONDS = 1.0
+"""A stream that ended (stopped, timed out, replaced, or its page closed) drops its connection
+this long after telling the page, freeing its slot even if the page never closes its side."""
 CHAT_PUSH_SECONDS = 0.2
 """How often, at most, a changed chat is pushed to the page (voice turns have no Enter to
 follow them)."""
@@ -95,6 +98,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         self._drop_connection = drop_connection
         self._heard_at: float | None = None
         self._watchdog: asyncio.Task | None = None
+        self._webrtc_id = ""
         self.session: Session | None = None
         self._frames = None
         self._last_frame = np.zeros((64, 64, 3), np.uint8)
@@ -119,17 +123,21 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         self._frames = session.frames()
         self.session = session
         self._heard_at = session.clock()
-        self._watchdog = asyncio.create_task(self._watch_peer(self.latest_args[1]))  # held
+        self._webrtc_id = self.latest_args[1]
+        self._watchdog = asyncio.create_task(self._watch_peer())  # held
 
-    async def _watch_peer(self, webrtc_id: str) -> None:
+    async def _watch_peer(self) -> None:
         """Drop the connection once the page has gone quiet (its senders stop asking for our
-        frames then too, so this cannot wait for them)."""
+        frames then too, so this cannot wait for them), or soon after the stream ended."""
         while self._frames is not None:
             await asyncio.sleep(0.5)
             if self._peer_gone():
                 log.info("viewer gone: nothing received for %.0f s", PEER_SILENT_SECONDS)
                 await self.shutdown()
-                await self._drop_connection(webrtc_id)
+                break
+        else:
+            await asyncio.sleep(CLOSE_GRACE_SECONDS)  # the page hears why first
+        await self._drop_connection(self._webrtc_id)
 
     # -- video ------------------------------------------------------------------------------
 

@@ -120,6 +120,7 @@ class Session:
         self._answerer: threading.Thread | None = None
         self._preparing: threading.Thread | None = None
         self._guess = ""
+        self.closed = False
         self._set_card(card or next(iter(self.cards.values())))
 
     # -- character, backend and pipeline ----------------------------------------------------
@@ -150,7 +151,7 @@ class Session:
 
         def prepare() -> None:
             prepared = None
-            while prepared != (self.conversation, self._guess):
+            while not self.closed and prepared != (self.conversation, self._guess):
                 prepared = (self.conversation, self._guess)
                 prepared[0].prepare(prepared[1])
 
@@ -257,6 +258,13 @@ class Session:
         """Stop button: the stream ends at its next frame and frees its pipeline."""
         self._stop_requested.set()
         self._stop_runner()
+
+    def close(self) -> None:
+        """The visitor's page is gone: stop everything and free what the backend keeps."""
+        self.closed = True
+        self.stop()
+        self.interrupt()
+        self.backend.close()
 
     def frames(self) -> Iterator[np.ndarray | CloseStream]:
         """The media connection's frame source: BGR frames at the display's pace, never

@@ -82,6 +82,10 @@ class Backend(ABC):
         so far, before their turn is surely over) that the real message may not match.
         Default: nothing."""
 
+    def close(self) -> None:
+        """The conversation is over: free what is kept for it (a KV cache in a model
+        process). Default: nothing."""
+
     @abstractmethod
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         """Yield the reply. Raise BackendError (before or mid-stream) when it cannot go on."""

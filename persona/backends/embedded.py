@@ -165,6 +165,11 @@ class EmbeddedBackend(Backend):
         except ModelProcessError as error:
             raise BackendError(str(error)) from None
 
+    def close(self) -> None:
+        if self._model is not None and self._model.alive:
+            with contextlib.suppress(ModelProcessError):
+                self._model.forget(self._context)
+
     def stream_reply(self, request: ReplyRequest) -> Iterator[ReplyChunk]:
         reading = self._interpreter.read(request.message)
         yield ReplyChunk(action=reading.action, expression=reading.expression)  # type: ignore[arg-type]

@@ -35,8 +35,11 @@ NICENESS = 10
 """The model yields the cores to the stream and the ear. At the app's own priority the page
 benchmark's barge-in (server cut) took 570 ms (p50); niced 5 or 10, 240-350 ms, and the answer
 came no later (end of speech -> first sound p50 1.6-1.9 s either way; runs vary by ~0.3 s)."""
-MAX_CONTEXTS = 32
-"""Conversations whose KV caches are kept (~3 MB each at 1k tokens for SmolLM2-135M)."""
+MAX_CONTEXTS = 8
+"""Conversations whose KV caches are kept: SmolLM2-135M's take 46 KB a token, 15-45 MB a
+conversation. One pushed out rebuilds its cache at its next reply (~1 s)."""
+SPARE_WAIT_S = 1.0
+"""How long work that only saves time later (preparing, forgetting) waits for the model."""
 START_TIMEOUT_S = 300.0
 """A first start converts a GGUF file (~20 s on 2 cores) and imports torch."""
 
@@ -99,11 +102,26 @@ class ModelProcess:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def prepare(self, context: str, ids: list[int]) -> None:
-        """Make `context`'s cache hold `ids` (the prompt before the next message)."""
-        with self._lock:
-            self._connection.send(("prepare", context, ids))
+    def prepare(self, context: str, ids: list[int]) -> bool:
+        """Make `context`'s cache hold `ids` (the prompt before the next message). Only when
+        the model is free within SPARE_WAIT_S: getting ready never queues behind replies (a
+        stream of visitors piled up threads waiting here). False when it did not."""
+        return self._spare_request(("prepare", context, ids))
+
+    def forget(self, context: str) -> bool:
+        """Drop `context`'s cache (its conversation is over), if the model is free within
+        SPARE_WAIT_S; otherwise it ages out (MAX_CONTEXTS)."""
+        return self._spare_request(("forget", context))
+
+    def _spare_request(self, message: tuple) -> bool:
+        if not self._lock.acquire(timeout=SPARE_WAIT_S):
+            return False
+        try:
+            self._connection.send(message)
             self._receive()
+            return True
+        finally:
+            self._lock.release()
 
     def cached_ids(self, context: str) -> list[int]:
         """The token ids in `context`'s cache ([] if it has none)."""
@@ -230,6 +248,9 @@ class _Server:
             context = self.context(key)
             if common_length(context.ids, ids) < len(ids):
                 context.extend(ids, keep_at_most=len(ids))
+            self.connection.send(("ok", None))
+        elif kind == "forget":
+            self.contexts.pop(message[1], None)
             self.connection.send(("ok", None))
         elif kind == "ids":
             context = self.contexts.get(message[1])

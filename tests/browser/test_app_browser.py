@@ -288,3 +288,22 @@ def test_a_viewer_who_vanishes_frees_the_stream_within_seconds(browser: object) 
 def _health(url: str) -> dict:
     with urllib.request.urlopen(url + "/health", timeout=5) as response:
         return json.loads(response.read())
+
+
+def test_a_closed_page_takes_its_session_and_connection_with_it(browser: object) -> None:
+    """Visitors who come and go must leave nothing behind (each session held its transcript,
+    its character and, before, a KV cache of ~15 MB), nor a peer connection."""
+    with running_app() as (url, _):
+        for _ in range(3):
+            page = PersonaPage(browser, url)
+            page.start()
+            page.page.fill("#chat-input textarea", "tell me about yourself")
+            page.page.press("#chat-input textarea", "Enter")
+            page.wait_for_messages(3)
+            page.close()
+        deadline = time.monotonic() + 10
+        while (
+            _health(url)["sessions"] or _health(url)["streaming"]
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _health(url)["sessions"] == 0 and _health(url)["streaming"] == 0
