@@ -94,7 +94,6 @@ class ModelProcess:
             self.close()
             raise ModelProcessError(f"the model process for {source} did not load in time")
         ready = self._receive()
-        self.load_s: float = ready["load_s"]
         self.eos_token_id: int | None = ready["eos_token_id"]
         self.tokenizer = AutoTokenizer.from_pretrained(ready["tokenizer"])
 
@@ -333,7 +332,6 @@ def main() -> None:
         (
             "ready",
             {
-                "load_s": server.chat.load_s,
                 "eos_token_id": server.chat.tokenizer.eos_token_id,
                 "tokenizer": server.chat.folder,
             },
