@@ -91,8 +91,12 @@ def default_model_source() -> str | None:
     return None
 
 
-def stage_direction(expression: str) -> str:
-    """The first `*...*` of the expression's in-character line, e.g. `*looks sad*`."""
+def stage_direction(expression: str | None) -> str:
+    """The first `*...*` of the expression's in-character line, e.g. `*looks sad*`, which
+    opens the model's reply ("" without an expression): the reply and a prompt read ahead for
+    it must open alike."""
+    if not expression:
+        return ""
     match = STAGE_DIRECTION.search(EXPRESSION_LINES[expression][0])
     return match.group(0) if match else ""
 
@@ -152,7 +156,7 @@ class EmbeddedBackend(Backend):
             reading = self._interpreter.read(request.message)
             if reading.action is not None:
                 return  # answered by the interpreter's line, without the model
-            opening = stage_direction(reading.expression) if reading.expression else ""
+            opening = stage_direction(reading.expression)
             ids = self._prompt_ids(model, request, opening)
         else:
             one, other = (
@@ -176,7 +180,7 @@ class EmbeddedBackend(Backend):
         if reading.action is not None:  # asked to act: the interpreter's line fits the gesture
             yield ReplyChunk(text=OfflineBackend.line(request, reading.action, reading.expression))
             return
-        opening = stage_direction(reading.expression) if reading.expression else ""
+        opening = stage_direction(reading.expression)
         yield from self._model_reply(request, opening)
 
     # -- the model's words --------------------------------------------------------------

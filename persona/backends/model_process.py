@@ -29,6 +29,13 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from persona.backends.local_model import (
+    CachedContext,
+    banned_token_mask,
+    common_length,
+    load_chat_model,
+)
+
 ROOT = str(Path(__file__).resolve().parents[2])
 """Where the `persona` package is, for the child's `-m` (the app may run from elsewhere)."""
 NICENESS = 10
@@ -51,8 +58,8 @@ class ModelProcessError(RuntimeError):
 @dataclass(frozen=True)
 class Sampling:
     """How the next tokens are drawn: temperature and top-p after repetition and n-gram
-    penalties (`no_repeat_ngram` 0: none), never a token whose text holds one of `banned_pieces` or is one of
-    `banned_words`, never end-of-turn before `min_tokens`."""
+    penalties (`no_repeat_ngram` 0: none), never a token whose text holds one of
+    `banned_pieces` or is one of `banned_words`, never end-of-turn before `min_tokens`."""
 
     max_new_tokens: int
     temperature: float
@@ -138,24 +145,15 @@ class ModelProcess:
             self._request += 1
             request = self._request
             self._connection.send(("generate", request, context, ids, said_before, sampling))
-            done = False
             try:
-                while True:
-                    try:
-                        token = self._receive()
-                    except ModelProcessError:
-                        done = True
-                        raise
-                    if token is None:
-                        done = True
-                        return
+                while (token := self._receive()) is not None:
                     yield token
-            finally:
-                if not done:
-                    self._connection.send(("stop", request))
-                    with contextlib.suppress(ModelProcessError):
-                        while self._receive() is not None:
-                            pass
+            except GeneratorExit:  # closed early: stop the child, read what it sent meanwhile
+                self._connection.send(("stop", request))
+                with contextlib.suppress(ModelProcessError):
+                    while self._receive() is not None:
+                        pass
+                raise
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -193,16 +191,12 @@ def shared_model_process(source: str) -> ModelProcess:
 
 class _Server:
     def __init__(self, source: str, connection: Connection) -> None:
-        from persona.backends.local_model import load_chat_model
-
         self.connection = connection
         self.chat = load_chat_model(source)
         self.contexts: OrderedDict[str, Any] = OrderedDict()
         self.masks: dict[tuple, Any] = {}
 
     def context(self, key: str) -> Any:
-        from persona.backends.local_model import CachedContext
-
         if key not in self.contexts:
             self.contexts[key] = CachedContext(self.chat.model)
             while len(self.contexts) > MAX_CONTEXTS:
@@ -211,8 +205,6 @@ class _Server:
         return self.contexts[key]
 
     def banned(self, sampling: Sampling) -> Any:
-        from persona.backends.local_model import banned_token_mask
-
         key = (sampling.banned_pieces, sampling.banned_words)
         if key not in self.masks:
 
@@ -239,8 +231,6 @@ class _Server:
                     self.connection.send(("error", f"{type(error).__name__}: {error}"))
 
     def handle(self, message: tuple) -> None:
-        from persona.backends.local_model import common_length
-
         kind = message[0]
         if kind == "prepare":
             _, key, ids = message

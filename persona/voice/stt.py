@@ -57,6 +57,7 @@ class Transcriber:
             task="transcribe",
             language="en",
         )
+        self._short_prompt = self._model.get_prompt(self._tokenizer, [], without_timestamps=True)
         self._lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray) -> str:
@@ -87,7 +88,7 @@ class Transcriber:
         features = model.feature_extractor(padded)
         features = np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
         encoded = model.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
-        prompt = model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        prompt = self._short_prompt
         limit = len(prompt) + 10 + round(TOKENS_PER_SECOND * len(audio) / LISTEN_RATE)
         result = model.model.generate(
             encoded,
