@@ -383,7 +383,9 @@ def build_page() -> gr.Blocks:
         chat.clear(on_clear, [state], [chat], **private)
         character.input(on_character, [character, state], [chat], **private)
         upload.upload(on_upload, [upload, state], [chat, character, upload], **private)
-        pipeline.input(on_pipeline, [pipeline, state], [pipeline], **private)
+        pipeline.input(  # waits for the build: never hold up other visitors' switches
+            on_pipeline, [pipeline, state], [pipeline], concurrency_limit=None, **private
+        )
         backend.input(on_backend, [backend, state], [backend], **private)
         # Not queued: gradio's queue keeps every event's finished task for good (5.50:
         # Queue._asyncio_tasks), four a second for as long as a page is open.

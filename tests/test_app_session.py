@@ -269,7 +269,9 @@ def test_card_names_a_renderer_cannot_take_are_refused_at_upload(
     assert session.card.name == "Bram"
 
 
-def test_a_failing_pipeline_build_says_so_and_the_session_recovers(session: Session) -> None:
+@pytest.fixture(scope="module")
+def broken_pipeline() -> str:
+    """A registered pipeline whose build raises."""
     register(
         PipelineEntry(
             name="_test_broken",
@@ -278,7 +280,13 @@ def test_a_failing_pipeline_build_says_so_and_the_session_recovers(session: Sess
             config=PuppetConfig,
         )
     )
-    session.select_pipeline("_test_broken")
+    return "_test_broken"
+
+
+def test_a_failing_pipeline_build_says_so_and_the_session_recovers(
+    session: Session, broken_pipeline: str
+) -> None:
+    session.select_pipeline(broken_pipeline)
     frames = session.frames()
     next(frames)
     deadline = time.monotonic() + 10
@@ -287,6 +295,23 @@ def test_a_failing_pipeline_build_says_so_and_the_session_recovers(session: Sess
         time.sleep(0.05)
     assert "could not start _test_broken" in session.status()
     session.select_pipeline("puppet")  # the visitor picks another: it plays
+    _frames_until_live(session, frames)
+    assert "pipeline error" not in session.status()
+    session.stop()
+
+
+def test_switching_to_a_pipeline_that_fails_keeps_the_one_that_played(
+    session: Session, broken_pipeline: str
+) -> None:
+    frames = session.frames()
+    _frames_until_live(session, frames)
+    with pytest.raises(SessionError, match="could not start _test_broken .*; back on puppet"):
+        session.select_pipeline(broken_pipeline)
+    assert session.pipeline_name == "puppet"
+    _frames_until_live(session, frames)
+    assert session.runner is not None and session.runner.running
+    assert "back on puppet" in session.status()  # said where the video is, too
+    session.select_pipeline("puppet")
     _frames_until_live(session, frames)
     assert "pipeline error" not in session.status()
     session.stop()

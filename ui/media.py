@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import gradio.routes
 import numpy as np
 from fastrtc import AdditionalOutputs, AsyncAudioVideoStreamHandler, CloseStream
 
@@ -66,6 +67,18 @@ class _EndOfStreamNoise(logging.Filter):
 
 
 logging.getLogger("aiortc.rtcrtpsender").addFilter(_EndOfStreamNoise())
+
+
+def _print_but_not_content_types(*args: object, **kwargs: object) -> None:
+    """gradio 5.50 prints the content type of every component request it reads (a debugging
+    line left in `gradio/routes.py`), one line per WebRTC offer. gradio 5 has no release
+    without it and FastRTC 0.0.34 needs gradio < 6, so that one print is dropped, by name
+    lookup in that module only."""
+    if not (args and args[0] == "content_type"):
+        print(*args, **kwargs)  # type: ignore[call-overload]
+
+
+gradio.routes.print = _print_but_not_content_types  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=1)

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_SIZE = 512
 STREAM_SECONDS = float(os.environ.get("PERSONA_STREAM_SECONDS", "600"))
 """How long one stream runs before it asks the visitor to press Start again."""
+PIPELINE_BUILD_WAIT_S = 60.0
+"""How long a pipeline switch waits to learn whether the new pipeline started."""
 IDLE_STATUS = "stopped · action: idle · expression: neutral · 0.0 fps"
 
 
@@ -205,43 +207,65 @@ class Session:
         return notice
 
     def select_pipeline(self, name: str) -> None:
+        """Switch the video pipeline. While streaming, the switch is waited for (up to
+        `PIPELINE_BUILD_WAIT_S`): one that fails to start raises `SessionError`, and the
+        pipeline that was playing is started again, so the stream goes on."""
         try:
             available, reason = get_entry(name).availability()
         except UnknownPipelineError as error:
             raise SessionError(str(error)) from None
         if not available:
             raise SessionError(f"The {name} pipeline cannot run here: {reason}")
-        self.pipeline_name = name
-        self._restart_runner()
+        previous, self.pipeline_name = self.pipeline_name, name
+        build = self._restart_runner(fallback=previous)
+        if build is not None:
+            build.join(PIPELINE_BUILD_WAIT_S)
+            if self.pipeline_name != name:
+                raise SessionError(f"The {name} pipeline {self.build_error}.")
 
     # -- video ------------------------------------------------------------------------------
 
-    def _start_runner(self) -> None:
-        """Build the pipeline and start its runner, on a worker thread (building can be slow)."""
+    def _build_runner(self, name: str, card: Card) -> StreamRunner | None:
+        """Build pipeline `name` and its runner; on any failure say so in `build_error`, free
+        what was built and return None."""
+        pipeline = None
+        try:
+            pipeline = build_pipeline(name)
+            return StreamRunner(
+                pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
+            )
+        except Exception as error:  # any failure: say so, free what was built, go on
+            log.warning("could not start pipeline %s: %s", name, error)
+            self.build_error = f"could not start {name} ({type(error).__name__})"
+            if pipeline is not None:
+                pipeline.close()
+            return None
+
+    def _start_runner(self, fallback: str | None = None) -> threading.Thread:
+        """Build the pipeline and start its runner, on a worker thread (building can be slow).
+        If it fails, `fallback` (the pipeline that was playing) is built instead. One pipeline
+        at a time: two large models may not fit in memory together."""
         card, name = self.card, self.pipeline_name
 
         def build() -> None:
-            pipeline = None
-            try:
-                pipeline = build_pipeline(name)
-                runner = StreamRunner(
-                    pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
-                )
-            except Exception as error:  # any failure: say so, free what was built, go on
-                log.warning("could not start pipeline %s: %s", name, error)
-                self.build_error = f"could not start {name} ({type(error).__name__})"
-                if pipeline is not None:
-                    pipeline.close()
-                return
             self.build_error = None
+            runner = self._build_runner(name, card)
+            if runner is None and fallback not in (None, name) and self.pipeline_name == name:
+                self.pipeline_name = fallback
+                self.build_error += f"; back on {fallback}"
+                runner = self._build_runner(fallback, card)
+            if runner is None:
+                return
             with self._runner_lock:
                 if self._stop_requested.is_set() or card is not self.card:
-                    pipeline.close()
+                    runner.pipeline.close()
                     return
                 self.runner = runner
                 runner.start()
 
-        threading.Thread(target=build, name="pipeline-build", daemon=True).start()
+        thread = threading.Thread(target=build, name="pipeline-build", daemon=True)
+        thread.start()
+        return thread
 
     def _stop_runner(self) -> None:
         with self._runner_lock:
@@ -249,10 +273,12 @@ class Session:
         if runner is not None:
             runner.stop()
 
-    def _restart_runner(self) -> None:
-        if self.streaming:
-            self._stop_runner()
-            self._start_runner()
+    def _restart_runner(self, fallback: str | None = None) -> threading.Thread | None:
+        """Rebuild the stream's pipeline (None when not streaming: Start builds it)."""
+        if not self.streaming:
+            return None
+        self._stop_runner()
+        return self._start_runner(fallback)
 
     def stop(self) -> None:
         """Stop button: the stream ends at its next frame and frees its pipeline."""
@@ -323,7 +349,9 @@ class Session:
             if self.streaming and shown is not None
             else ("starting" if self.streaming else "stopped")
         )
-        error = runner.error if runner is not None else self.build_error if self.streaming else None
+        error = (runner.error if runner is not None else None) or (
+            self.build_error if self.streaming else None
+        )
         problem = f" · pipeline error: {error}" if error else ""
         return (
             f"{where} · action: {action} · expression: {expression} · {fps:.1f} fps · "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -26,9 +28,14 @@ def llm_server() -> Iterator[OpenAICompatibleServer]:
 
 
 @pytest.fixture(scope="module")
-def app_url(llm_server: OpenAICompatibleServer) -> Iterator[str]:
-    with running_app(PERSONA_MAX_STREAMS="10", OPENAI_BASE_URL=llm_server.base_url) as (url, _):
-        yield url
+def app(llm_server: OpenAICompatibleServer) -> Iterator[tuple[str, subprocess.Popen]]:
+    with running_app(PERSONA_MAX_STREAMS="10", OPENAI_BASE_URL=llm_server.base_url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def app_url(app: tuple[str, subprocess.Popen]) -> str:
+    return app[0]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +123,9 @@ def test_two_pages_are_isolated(browser: object, app_url: str) -> None:
         second.close()
 
 
-def test_stop_then_start_again(page: PersonaPage) -> None:
+def test_stop_then_start_again(page: PersonaPage, app: tuple[str, subprocess.Popen]) -> None:
+    log = Path(app[1].log_path)  # type: ignore[attr-defined]
+    logged_before = log.stat().st_size
     page.start()
     page.stop()
     page.page.wait_for_function(
@@ -128,6 +137,10 @@ def test_stop_then_start_again(page: PersonaPage) -> None:
     )
     page.start()
     assert page.fps(2.0) >= 10  # playing again (the frame-rate check is the first stream test)
+    with log.open() as text:  # a clean log: no traceback, no debugging prints
+        text.seek(logged_before)
+        logged = text.read()
+    assert "Traceback" not in logged and "content_type" not in logged, logged
 
 
 def test_invalid_card_upload_shows_an_error_and_the_stream_continues(
