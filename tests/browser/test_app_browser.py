@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from app import GARBAGE_DELAY_SECONDS
 from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, PersonaPage, chromium, running_app
 from tests.servers.openai_compatible import OpenAICompatibleServer
 
@@ -303,20 +305,42 @@ def _health(url: str) -> dict:
         return json.loads(response.read())
 
 
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def test_a_closed_page_takes_its_session_and_connection_with_it(browser: object) -> None:
     """Visitors who come and go must leave nothing behind (each session held its transcript,
-    its character and, before, a KV cache of ~15 MB), nor a peer connection."""
-    with running_app() as (url, _):
-        for _ in range(3):
+    its character and, before, a KV cache of ~15 MB), nor a peer connection, nor its threads
+    (FFmpeg's, held by aiortc's garbage until Python collected it)."""
+    with running_app() as (url, process):
+
+        def visit() -> None:
             page = PersonaPage(browser, url)
             page.start()
             page.page.fill("#chat-input textarea", "tell me about yourself")
             page.page.press("#chat-input textarea", "Enter")
             page.wait_for_messages(3)
             page.close()
-        deadline = time.monotonic() + 10
-        while (
-            _health(url)["sessions"] or _health(url)["streaming"]
-        ) and time.monotonic() < deadline:
+
+        def settled(threads: int) -> bool:
+            health = _health(url)
+            return (
+                not health["sessions"]
+                and not health["streaming"]
+                and (_threads(process.pid) <= threads)
+            )
+
+        visit()  # the first visit starts the threads every visit shares
+        deadline = time.monotonic() + 15
+        while not settled(10**6) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(GARBAGE_DELAY_SECONDS + 1)
+        baseline = _threads(process.pid)
+        for _ in range(5):
+            visit()
+        deadline = time.monotonic() + GARBAGE_DELAY_SECONDS + 10
+        while not settled(baseline) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _health(url)["sessions"] == 0 and _health(url)["streaming"] == 0
+        assert _threads(process.pid) <= baseline, f"{baseline} threads before, then more"
