@@ -169,10 +169,11 @@ class Conversation:
     def clean(message: str) -> str:
         """The message as read and shown: NFKC-normalised (full-width "ｗａｖｅ" is "wave"),
         without invisible format and control characters (zero-width spaces, direction
-        overrides), stripped. Line breaks and tabs stay."""
+        overrides) or lone surrogates (which JSON can carry but no text encoding can: the
+        tokenizer and speech failed on them), stripped. Line breaks and tabs stay."""
         text = unicodedata.normalize("NFKC", message)
         return "".join(
-            c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf")
+            c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
         ).strip()
 
     @staticmethod

@@ -332,6 +332,16 @@ def test_invisible_and_full_width_text_is_normalised_before_it_is_read(session: 
     assert final[-2]["content"] == "please wave" and "wave" in final[-1]["content"].lower()
 
 
+def test_lone_surrogates_are_dropped_before_anything_reads_them(session: Session) -> None:
+    """JSON can carry half an emoji (a lone surrogate); no text encoding can, and the
+    interpreter's tokenizer failed on it (found by benchmarks/reliability.py's fuzz)."""
+    updates = list(session.chat("\ud83d please wave \udfff"))
+    notices = [notice for _, batch in updates for notice in batch]
+    final, _ = updates[-1]
+    assert final[-2]["content"] == "please wave" and "wave" in final[-1]["content"].lower()
+    assert not notices
+
+
 def test_api_clients_without_the_page_get_a_clear_error_not_a_traceback() -> None:
     import gradio as gr
 
