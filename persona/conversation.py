@@ -209,7 +209,9 @@ class Conversation:
         except Exception as error:
             log.info("backend %s could not prepare: %s", self.backend.name, error)
 
-    def respond(self, message: str) -> Iterator[ReplyEvent]:
+    def respond(self, message: str, *, backend: Backend | None = None) -> Iterator[ReplyEvent]:
+        """The reply to `message` as events, from `backend` when given (alone), else from
+        this conversation's backend with its fallback."""
         if (problem := self.problem(message)) is not None:
             yield ReplyEvent(notice=problem)
             return
@@ -217,7 +219,9 @@ class Conversation:
         request = self._request(message)
         action = expression = None
         text = ""
-        backends = [self.backend] + ([self.fallback] if self.fallback else [])
+        backends = (
+            [backend] if backend else [self.backend] + ([self.fallback] if self.fallback else [])
+        )
         for index, backend in enumerate(backends):
             try:
                 for chunk in backend.stream_reply(request):

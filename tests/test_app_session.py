@@ -379,13 +379,17 @@ class ThinkingBackend(Backend):
 def test_a_message_sent_while_the_character_still_thinks_does_not_cut_it_off(
     session: Session,
 ) -> None:
-    """Barge-in cuts what is being said or written, never a reply that has not begun: the
-    first message is still answered in full, then the second."""
+    """Barge-in cuts what is being said or written, never a reply that has not begun: every
+    message is answered. One the visitor has already followed with another gets the
+    interpreter's brief answer; the newest gets the language model's."""
     session.conversation.backend = ThinkingBackend()
-    session.send("first")
-    session.send("second")
+    for message in ("first", "look sad", "third"):
+        session.send(message)
     final = list(session.follow())[-1][0]
-    assert [m["content"].strip() for m in final[2::2]] == ["one moment please."] * 2
+    replies = [m["content"].strip() for m in final[2::2]]
+    assert all(replies) and not any("cut off" in r for r in replies)
+    assert replies[1] != "one moment please." and "sad" in replies[1].lower()  # brief
+    assert replies[2] == "one moment please."  # the newest: the model's own words
 
 
 def test_a_flood_of_messages_is_refused_not_queued_and_the_next_command_still_acts(

@@ -413,7 +413,8 @@ class Session:
                     self._prepare_conversation()  # the next message's prompt, history and all
                     return
                 turn = self._current = self._waiting.popleft()
-            self._answer(turn)
+                brief = bool(self._waiting)
+            self._answer(turn, brief=brief)
 
     def expect(self, guess: str) -> None:
         """The visitor paused, having said `guess` so far: the model reads it now, so that if
@@ -469,10 +470,17 @@ class Session:
             self._chat_changed.notify_all()
         return True
 
-    def _answer(self, turn: _Turn) -> None:
+    def _answer(self, turn: _Turn, *, brief: bool = False) -> None:
+        """Answer one turn. A `brief` answer, for a message the visitor has already sent
+        another after, comes from the interpreter alone: its action and expression at once
+        and a line, while the language model is kept for the newest message (a quick
+        follow-up, or a flood, never queues seconds of model time before it)."""
         sentences = SentenceSplitter()
+        backend = self.offline if brief else None
         try:
-            with contextlib.closing(turn.conversation.respond(turn.message)) as events:
+            with contextlib.closing(
+                turn.conversation.respond(turn.message, backend=backend)
+            ) as events:
                 for event in events:
                     if turn.cancelled.is_set():
                         break
