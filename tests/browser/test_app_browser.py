@@ -17,7 +17,9 @@ import pytest
 
 from app import GARBAGE_DELAY_SECONDS
 from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, PersonaPage, chromium, running_app
+from tests.servers.hub import LocalHub
 from tests.servers.openai_compatible import OpenAICompatibleServer
+from tests.tiny_chat_model import save_tiny_chat_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -344,3 +346,31 @@ def test_a_closed_page_takes_its_session_and_connection_with_it(browser: object)
             time.sleep(0.2)
         assert _health(url)["sessions"] == 0 and _health(url)["streaming"] == 0
         assert _threads(process.pid) <= baseline, f"{baseline} threads before, then more"
+
+
+def test_a_hub_model_downloads_with_its_progress_under_the_video(
+    browser: object, tmp_path: Path
+) -> None:
+    """A Space's brain comes from the hub: the page shows the download's progress and answers
+    simply meanwhile, then the model takes over (a local hub serves a tiny model)."""
+    repo = "persona-test/tiny-chat"
+    with LocalHub(repo, save_tiny_chat_model(tmp_path / "tiny-chat")) as hub:
+        hub.bytes_per_second = hub.total_bytes / 10
+        environment = {
+            "PERSONA_EMBEDDED_MODEL": repo,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_CACHE": str(tmp_path / "hub"),
+            "HF_HUB_OFFLINE": "0",
+        }
+        with running_app(**environment) as (url, _):
+            page = PersonaPage(browser, url)
+            status = "document.querySelector('#persona-status textarea').value"
+            page.page.wait_for_function(f"/downloading tiny-chat: [0-9]+% of/.test({status})")
+            page.page.fill("#chat-input textarea", "what is your name?")
+            page.page.press("#chat-input textarea", "Enter")
+            page.page.wait_for_selector("text=/not ready yet/", timeout=10_000)
+            page.wait_for_messages(3)
+            assert "downloading" in _health(url)["downloads"][0]
+            page.page.wait_for_function(f"!{status}.includes('downloading')", timeout=60_000)
+            assert _health(url)["downloads"] == []
+            page.close()
