@@ -16,7 +16,6 @@ from persona.backends import default_backend_name, make_backend
 from persona.backends.base import BackendError, ChatTurn, ReplyRequest
 from persona.backends.embedded import (
     CONTEXT_TOKENS,
-    DRAFT_TOKENS,
     MAX_SENTENCES,
     EmbeddedBackend,
     shipped_model_file,
@@ -191,33 +190,11 @@ def test_a_guessed_message_is_read_ahead_and_a_wrong_guess_costs_nothing() -> No
     conversation = Conversation(default_cards()[0], backend)
     model = backend._model_process()
     conversation.prepare("What do you do all")
-    wrong = backend._draft
-    assert wrong is not None
-    list(wrong.follow())  # its first words are drafted (the cache now holds them too)
     read_ahead = model.tokenizer.decode(model.cached_ids(backend._context))
-    assert "What do you do all<|im_end|>" in read_ahead and read_ahead.count("assistant") >= 1
+    assert read_ahead.rstrip().endswith("assistant") and "What do you do all" in read_ahead
     _, directive = reply(conversation, "What do you do all day?")  # the guess was short
-    assert wrong.cancelled and directive.dialogue
-    assert "What do you do all day?" in model.tokenizer.decode(model.cached_ids(backend._context))
+    assert directive.dialogue and "What do you do all day?" in model.tokenizer.decode(
+        model.cached_ids(backend._context)
+    )
     conversation.prepare("please wave")  # the interpreter answers that: nothing to read
-    assert backend._draft is None
     assert "please wave" not in model.tokenizer.decode(model.cached_ids(backend._context))
-
-
-def test_a_reply_to_a_right_guess_goes_on_from_its_draft() -> None:
-    """The first words of the reply are drafted at the pause; when the visitor's message is
-    what they had said by then, the reply opens with those words and samples on from them."""
-    backend = make_backend("embedded", seed=1)
-    assert isinstance(backend, EmbeddedBackend)
-    conversation = Conversation(default_cards()[0], backend)
-    model = backend._model_process()
-    conversation.prepare("Where did you learn your tricks?")
-    draft = backend._draft
-    assert draft is not None
-    assert 0 < len(list(draft.follow())) <= DRAFT_TOKENS
-    planted = " My grandfather taught me, in a"  # words the model would not have sampled
-    draft._tokens = model.tokenizer(planted, add_special_tokens=False).input_ids
-    _, directive = reply(conversation, "Where did you learn your tricks?")
-    assert directive.dialogue.startswith(planted.strip())
-    assert len(directive.dialogue) > len(planted)  # and went on from them
-    assert backend._draft is None

@@ -25,7 +25,6 @@ Knows nothing about the UI or the video.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import os
 import re
@@ -58,10 +57,6 @@ WAKING_LINE = (
 )
 """The answer to an open question while the hub model downloads."""
 MAX_REPLY_TOKENS = 40
-DRAFT_TOKENS = 16
-"""How much of a reply to a guessed message is drafted at a pause: its first clause or two,
-which is what the visitor hears first. Kept short: while it is drafted the model is busy for
-other visitors too."""
 MAX_SENTENCES = 2
 CONTEXT_TOKENS = 1024
 """Prompt budget: the model reads 8k tokens, but every prompt token costs CPU time."""
@@ -112,44 +107,6 @@ def stage_direction(expression: str | None) -> str:
     return match.group(0) if match else ""
 
 
-class _Draft:
-    """The first tokens of a reply to a guessed message (what the visitor had said at a
-    pause), sampled on a thread of their own while the visitor may still be speaking."""
-
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-        self.cancelled = False
-        self._tokens: list[int] = []
-        self._finished = False
-        self._changed = threading.Condition()
-
-    def add(self, token: int) -> None:
-        with self._changed:
-            self._tokens.append(token)
-            self._changed.notify_all()
-
-    def finish(self) -> None:
-        with self._changed:
-            self._finished = True
-            self._changed.notify_all()
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def follow(self) -> Iterator[int]:
-        """The tokens, each as soon as it is drawn, until the draft is finished."""
-        shown = 0
-        while True:
-            with self._changed:
-                while not self._finished and len(self._tokens) == shown:
-                    self._changed.wait()
-                fresh, finished = self._tokens[shown:], self._finished
-            shown += len(fresh)
-            yield from fresh
-            if finished:
-                return
-
-
 class EmbeddedBackend(Backend):
     name = "embedded"
 
@@ -169,7 +126,6 @@ class EmbeddedBackend(Backend):
         self._context = uuid.uuid4().hex
         """This conversation's KV cache in the model process."""
         self._told_of_download = False
-        self._draft: _Draft | None = None
 
     def check(self) -> None:
         """The model is installed (or named and present) and its libraries import."""
@@ -229,10 +185,8 @@ class EmbeddedBackend(Backend):
     def prepare(self, request: ReplyRequest) -> None:
         """Cache the prompt up to the visitor's next message (card, examples, history): the
         first reply of a conversation would otherwise run all of it first (seconds on a busy
-        core). With a guessed message, cache it too and start drafting the reply's first
-        words: if the guess proves right the reply goes on from them, and a wrong one costs
-        only what the cache keeps of it (nothing the real prompt does not share)."""
-        self._cancel_draft()
+        core). With a guessed message, cache it too: the reply then only samples (a wrong
+        guess costs nothing later, the cache keeps only what the real prompt shares)."""
         if self._still_downloading():
             return  # nothing to prepare with yet
         model = self._model_process()
@@ -252,43 +206,8 @@ class EmbeddedBackend(Backend):
             model.prepare(self._context, ids)
         except ModelProcessError as error:
             raise BackendError(str(error)) from None
-        if request.message:
-            self._draft = _Draft(ids)
-            threading.Thread(
-                target=self._write_draft,
-                args=(self._draft, model, request),
-                name="draft-reply",
-                daemon=True,
-            ).start()
-
-    def _write_draft(self, draft: _Draft, model: ModelProcess, request: ReplyRequest) -> None:
-        """Sample up to DRAFT_TOKENS after the guessed prompt, as spare work (never queued
-        behind another visitor's reply), until done or cancelled."""
-        sampling = self._sampling(request)
-        sampling = dataclasses.replace(
-            sampling, max_new_tokens=min(DRAFT_TOKENS, sampling.max_new_tokens)
-        )
-        tokens = model.generate(
-            self._context, draft.ids, _last_reply_ids(model, request), sampling, spare=True
-        )
-        try:
-            with contextlib.closing(tokens):
-                for token in tokens:
-                    if draft.cancelled:
-                        break
-                    draft.add(token)
-        except ModelProcessError:
-            pass  # the reply will meet the same trouble and say so
-        finally:
-            draft.finish()
-
-    def _cancel_draft(self) -> None:
-        draft, self._draft = self._draft, None
-        if draft is not None:
-            draft.cancel()
 
     def close(self) -> None:
-        self._cancel_draft()
         if self._model is not None and self._model.alive:
             with contextlib.suppress(ModelProcessError):
                 self._model.forget(self._context)
@@ -360,8 +279,10 @@ class EmbeddedBackend(Backend):
                 return ids[-CONTEXT_TOKENS:]
             history = _drop_oldest_exchange(history)
 
-    def _sampling(self, request: ReplyRequest) -> Sampling:
-        return Sampling(
+    def _model_reply(self, request: ReplyRequest, opening: str) -> Iterator[ReplyChunk]:
+        model = self._model_process()
+        ids = self._prompt_ids(model, request, opening)
+        sampling = Sampling(
             max_new_tokens=self.max_new_tokens,
             temperature=TEMPERATURE,
             top_p=TOP_P,
@@ -372,46 +293,11 @@ class EmbeddedBackend(Backend):
             min_tokens=2,  # at least a word
             seed=None if self.seed is None else self.seed + len(request.history),
         )
-
-    def _reply_tokens(
-        self, model: ModelProcess, request: ReplyRequest, ids: list[int]
-    ) -> Iterator[int]:
-        """The reply's tokens: first those drafted for this very prompt (as they come, if
-        the draft is still being written), then sampled on from where the draft stopped."""
-        draft, self._draft = self._draft, None
-        drafted: list[int] = []
-        if draft is not None and draft.ids == ids:
-            try:
-                for token in draft.follow():
-                    drafted.append(token)
-                    yield token
-            finally:  # the reply may stop before the draft does
-                draft.cancel()
-        elif draft is not None:
-            draft.cancel()
-        sampling = self._sampling(request)
-        if (drafted and drafted[-1] == model.eos_token_id) or len(
-            drafted
-        ) >= sampling.max_new_tokens:
-            return
-        sampling = dataclasses.replace(
-            sampling,
-            max_new_tokens=sampling.max_new_tokens - len(drafted),
-            min_tokens=max(0, sampling.min_tokens - len(drafted)),
-        )
-        said_before = _last_reply_ids(model, request) + drafted
-        tokens = model.generate(self._context, ids + drafted, said_before, sampling)
-        with contextlib.closing(tokens):
-            yield from tokens
-
-    def _model_reply(self, request: ReplyRequest, opening: str) -> Iterator[ReplyChunk]:
-        model = self._model_process()
-        ids = self._prompt_ids(model, request, opening)
         if opening:
             yield ReplyChunk(text=opening)
         shown = opening
         reply: list[int] = []
-        tokens = self._reply_tokens(model, request, ids)
+        tokens = model.generate(self._context, ids, _last_reply_ids(model, request), sampling)
         try:
             with contextlib.closing(tokens):
                 for token in tokens:

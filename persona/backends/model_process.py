@@ -136,21 +136,12 @@ class ModelProcess:
             return self._receive()
 
     def generate(
-        self,
-        context: str,
-        ids: list[int],
-        said_before: list[int],
-        sampling: Sampling,
-        *,
-        spare: bool = False,
+        self, context: str, ids: list[int], said_before: list[int], sampling: Sampling
     ) -> Iterator[int]:
         """Sampled token ids after `ids`, each as soon as it is drawn (the last may be the end
         of turn); `said_before` is penalised like the reply's own tokens. Closing the
-        iterator early stops the child within a token. `spare` work (a guess) gives up,
-        drawing nothing, when the model is not free within SPARE_WAIT_S."""
-        if not self._lock.acquire(timeout=SPARE_WAIT_S if spare else -1):
-            return
-        try:
+        iterator early stops the child within a token."""
+        with self._lock:
             self._request += 1
             request = self._request
             self._connection.send(("generate", request, context, ids, said_before, sampling))
@@ -163,8 +154,6 @@ class ModelProcess:
                     while self._receive() is not None:
                         pass
                 raise
-        finally:
-            self._lock.release()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
