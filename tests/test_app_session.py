@@ -16,7 +16,14 @@ from persona.backends.base import Backend, ReplyChunk, ReplyRequest
 from pipelines.puppet import PuppetConfig
 from pipelines.registry import PipelineEntry, register
 from tests.servers.openai_compatible import OpenAICompatibleServer
-from ui.session import MAX_WAITING_MESSAGES, Session, SessionError
+from ui.session import (
+    MAX_WAITING_MESSAGES,
+    SEND_BURST,
+    SEND_INTERVAL_S,
+    SKIP_MARK,
+    Session,
+    SessionError,
+)
 
 
 @pytest.fixture
@@ -393,29 +400,32 @@ def test_a_message_sent_while_the_character_still_thinks_does_not_cut_it_off(
 
 
 def test_a_flood_of_messages_is_refused_not_queued_and_the_next_command_still_acts(
-    session: Session, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """400 long messages at once: a few wait for their answer, the rest are refused with a
-    notice; no thread per message, the transcript stays bounded, and a command sent once the
-    flood has drained reaches the character at once."""
+    """400 long messages at once: the rate limit takes a few, the rest get a notice; at most
+    MAX_WAITING_MESSAGES wait (older ones are skipped), no thread per message, the
+    transcript stays bounded, and the next command reaches the character at once, while
+    the flood's replies are still being thought about."""
+    now = [0.0]
+    session = Session("puppet", "offline", clock=lambda: now[0])
     session.conversation.backend = ThinkingBackend()
     threads_before = threading.active_count()
     sent, most_waiting = 0, 0
     for _ in range(400):
         sent += session.send("blah " * 399)
         most_waiting = max(most_waiting, len(session._waiting))
-    assert most_waiting <= MAX_WAITING_MESSAGES and 1 <= sent <= 40
+        now[0] += 0.01  # 100 messages a second
+    assert sent <= SEND_BURST + 4 / SEND_INTERVAL_S + 1 and most_waiting <= MAX_WAITING_MESSAGES
     assert threading.active_count() - threads_before <= 1
-    assert any("still answering" in n for n in session.take_notices())
-    list(session.follow())  # the accepted ones are answered (each cutting off the one before)
-    session.conversation.backend = session.offline
+    assert any("faster than" in n for n in session.take_notices())
+    assert SKIP_MARK in [m["content"] for m in session.chat_history()]
+    now[0] += SEND_INTERVAL_S  # the visitor stops to breathe, then asks for a nod
     assert session.send("please nod")
-    deadline = time.monotonic() + 2
-    while session.state.current(time.monotonic())[0] != "nod" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert session.state.current(time.monotonic())[0] == "nod"
+    assert session.state.current(now[0] + 0.1)[0] == "nod"  # no waiting for the replies
+    list(session.follow())  # every message taken is answered or skipped
     monkeypatch.setattr("ui.session.MAX_TRANSCRIPT_MESSAGES", 6)
     for index in range(5):  # a long conversation keeps only the recent chat
+        now[0] += SEND_INTERVAL_S
         list(session.chat(f"message {index}"))
     assert len(session.chat_history()) == 6
     assert session.chat_history()[-2]["content"] == "message 4"

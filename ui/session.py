@@ -31,6 +31,7 @@ from persona.backends.base import Backend, BackendError
 from persona.backends.download import downloads_under_way
 from persona.cards import Card, CardError, default_cards, load_card
 from persona.conversation import Conversation
+from persona.interpreter import Reading, shared_interpreter
 from persona.state import CharacterState
 from persona.voice.stt import shared_transcriber
 from persona.voice.tts import SentenceSplitter, VoiceError, shared_speaker
@@ -61,10 +62,32 @@ CUT_MARK = " *(cut off)*"
 
 
 MAX_WAITING_MESSAGES = 3
-"""Messages that may wait for their answer; more are refused with a notice until one is
-answered (a flood must never queue work, threads or memory)."""
+"""Messages that may wait for their answer; past this the oldest is skipped (a flood must
+never queue work, threads or memory)."""
+SKIP_MARK = "*(skipped: more messages came)*"
+"""The reply of a message skipped for newer ones, in the chat."""
+SEND_BURST = 5
+SEND_INTERVAL_S = 1.0
+"""A session may send SEND_BURST messages at once, then one every SEND_INTERVAL_S: typing
+never meets the limit, a script flooding the chat does."""
 MAX_TRANSCRIPT_MESSAGES = 200
 """The chat keeps this many recent messages (every update sends the whole transcript)."""
+
+
+class _SendAllowance:
+    """The rate limit on one session's messages: a bucket of SEND_BURST that refills one
+    message every SEND_INTERVAL_S."""
+
+    def __init__(self, now: float) -> None:
+        self._tokens, self._at = float(SEND_BURST), now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(SEND_BURST, self._tokens + (now - self._at) / SEND_INTERVAL_S)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 @dataclass
@@ -77,6 +100,8 @@ class _Turn:
     conversation: Conversation
     state: CharacterState
     card: Card
+    acted: Reading
+    """What `send` already applied to the character."""
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -123,6 +148,7 @@ class Session:
         self._answerer: threading.Thread | None = None
         self._preparing: threading.Thread | None = None
         self._guess = ""
+        self._allowance = _SendAllowance(clock())
         self.closed = False
         self._set_card(card or next(iter(self.cards.values())))
 
@@ -372,18 +398,20 @@ class Session:
         return [{**m, "content": shown_in_chat(m["content"])} for m in self._transcript]
 
     def send(self, message: str) -> bool:
-        """Show the message at once and answer it on the session's conversation thread, where
-        the action and expression reach the character the moment the backend knows them (no
-        page round trip in between). A message sent while the character talks cuts it off
-        (barge-in). Replies come in the order sent, one at a time; at most MAX_WAITING_MESSAGES
-        wait for theirs (a flood is refused, not queued). A message that cannot be sent leaves
-        the chat as it is, queues a notice for `follow` and returns False."""
+        """Show the message at once and answer it on the session's conversation thread. An
+        action or expression the message asks for reaches the character now (the offline
+        interpreter reads it in milliseconds), even while earlier replies are still being
+        written; the backend's own may follow with the reply. A message sent while the
+        character talks cuts it off (barge-in). Replies come in the order sent, one at a
+        time; past MAX_WAITING_MESSAGES waiting, the oldest waiting is skipped. A message that
+        cannot be sent (empty, too long, or over the rate limit) leaves the chat as it is,
+        queues a notice for `follow` and returns False."""
         with self._chat_changed:
             problem = Conversation.problem(message)
-            if problem is None and len(self._waiting) >= MAX_WAITING_MESSAGES:
+            if problem is None and not self._allowance.take(self.clock()):
                 problem = (
-                    f"{self.card.name} is still answering your last messages; "
-                    "wait a moment before sending more."
+                    f"You are sending messages faster than {self.card.name} can read them; "
+                    "wait a moment."
                 )
             if problem is not None:
                 self._notices.append(problem)
@@ -391,12 +419,22 @@ class Session:
                 self._chat_changed.notify_all()
                 return False
         self.interrupt()
+        reading = shared_interpreter().read(Conversation.clean(message))
+        at = self._change_time()
+        if reading.action is not None:
+            self.state.apply_action(reading.action, at)  # type: ignore[arg-type]
+        if reading.expression is not None:
+            self.state.apply_expression(reading.expression, at)  # type: ignore[arg-type]
         with self._chat_changed:
             reply = {"role": "assistant", "content": ""}
             self._transcript += [{"role": "user", "content": Conversation.clean(message)}, reply]
             del self._transcript[:-MAX_TRANSCRIPT_MESSAGES]
             self._version += 1
-            turn = _Turn(message, reply, self.conversation, self.state, self.card)
+            if len(self._waiting) >= MAX_WAITING_MESSAGES:
+                skipped = self._waiting.popleft()
+                skipped.reply["content"] = SKIP_MARK
+                skipped.done.set()
+            turn = _Turn(message, reply, self.conversation, self.state, self.card, acted=reading)
             self._waiting.append(turn)
             self._last_turn = turn
             if self._answerer is None:
@@ -486,10 +524,10 @@ class Session:
                 for event in events:
                     if turn.cancelled.is_set():
                         break
-                    at = self._change_time()
-                    if event.action:
+                    at = self._change_time()  # (what `send` applied is not started again)
+                    if event.action and event.action != turn.acted.action:
                         turn.state.apply_action(event.action, at)  # type: ignore[arg-type]
-                    if event.expression:
+                    if event.expression and event.expression != turn.acted.expression:
                         turn.state.apply_expression(event.expression, at)  # type: ignore[arg-type]
                     with self._chat_changed:
                         turn.reply["content"] += event.text
