@@ -18,8 +18,9 @@ Prints one JSON object with a key per part:
   it can send them: how many were taken, the server's peak thread count, the stream's frame
   rate during the flood, and Enter -> status for "please nod" before and after it.
 - fuzz: without a browser, random chat text and damaged card files against a streaming
-  `Session` (offline brain): how many were tried and how many broke anything (an exception
-  other than a refusal, the stream stopping, the chat losing its history). Must be 0.
+  `Session` (offline brain, rate limit lifted so every message is read): how many were
+  tried and taken, and how many broke anything (an exception other than a refusal, the
+  stream stopping, the chat losing its history, a warning logged). Must be 0.
 """
 
 from __future__ import annotations
@@ -327,11 +328,14 @@ class _Complaints(logging.Handler):
 
 def fuzz(seed: int = 0) -> dict:
     """In process, through the same `Session` methods the page's events call."""
+    import ui.session
     from persona.cards import CARDS_DIR
     from ui.session import Session, SessionError
 
+    ui.session.SEND_BURST = FUZZ_MESSAGES  # every message is read: the rate limit is not fuzzed
     rng = random.Random(seed)
     session = Session("puppet", "offline")
+    taken = 0
     frames = session.frames()
     broken: list[str] = []
     complaints = _Complaints()
@@ -353,6 +357,7 @@ def fuzz(seed: int = 0) -> dict:
         before = len(session.chat_history())
         try:
             sent = session.send(text)
+            taken += sent
             for _ in session.follow():
                 next(frames)
             after = len(session.chat_history())
@@ -379,6 +384,7 @@ def fuzz(seed: int = 0) -> dict:
     broken += complaints.messages
     return {
         "messages_tried": FUZZ_MESSAGES,
+        "messages_taken": taken,
         "cards_tried": FUZZ_CARDS,
         "cards_refused": refused,
         "broke_anything": len(broken),

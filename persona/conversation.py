@@ -209,9 +209,9 @@ class Conversation:
         except Exception as error:
             log.info("backend %s could not prepare: %s", self.backend.name, error)
 
-    def respond(self, message: str, *, backend: Backend | None = None) -> Iterator[ReplyEvent]:
-        """The reply to `message` as events, from `backend` when given (alone), else from
-        this conversation's backend with its fallback."""
+    def respond(self, message: str, *, using: Backend | None = None) -> Iterator[ReplyEvent]:
+        """The reply to `message` as events, from `using` alone when given, else from this
+        conversation's backend with its fallback."""
         if (problem := self.problem(message)) is not None:
             yield ReplyEvent(notice=problem)
             return
@@ -219,9 +219,7 @@ class Conversation:
         request = self._request(message)
         action = expression = None
         text = ""
-        backends = (
-            [backend] if backend else [self.backend] + ([self.fallback] if self.fallback else [])
-        )
+        backends = [using] if using else [self.backend] + ([self.fallback] if self.fallback else [])
         for index, backend in enumerate(backends):
             try:
                 for chunk in backend.stream_reply(request):

@@ -516,11 +516,9 @@ class Session:
         and a line, while the language model is kept for the newest message (a quick
         follow-up, or a flood, never queues seconds of model time before it)."""
         sentences = SentenceSplitter()
-        backend = self.offline if brief else None
+        using = self.offline if brief else None
         try:
-            with contextlib.closing(
-                turn.conversation.respond(turn.message, backend=backend)
-            ) as events:
+            with contextlib.closing(turn.conversation.respond(turn.message, using=using)) as events:
                 for event in events:
                     if turn.cancelled.is_set():
                         break

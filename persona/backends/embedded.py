@@ -226,12 +226,10 @@ class EmbeddedBackend(Backend):
                     notice=f"The language model is not ready yet ({downloading.describe()}): "
                     "simple answers until it is. Progress shows under the video."
                 )
-            line = (
-                OfflineBackend.line(request, None, reading.expression)
-                if (reading.expression)
-                else WAKING_LINE.format(user=request.user_name)
-            )
-            yield ReplyChunk(text=line)
+            if reading.expression:
+                yield ReplyChunk(text=OfflineBackend.line(request, None, reading.expression))
+            else:
+                yield ReplyChunk(text=WAKING_LINE.format(user=request.user_name))
             return
         opening = stage_direction(reading.expression)
         yield from self._model_reply(request, opening)
