@@ -1,11 +1,14 @@
 """The default brain (the `embedded` backend), measured: load, speed, replies, accuracy, the page.
 
     python benchmarks/brain.py [--parts load,replies,accuracy,page] [--pipelines puppet,tiny_ar]
+                               [--model SOURCE]
 
 Prints one JSON object:
 - load: cold load (the shipped GGUF converted into an empty cache) and warm load (from it), s;
 - replies: every card answers each of `PROMPTS` in a fresh conversation (seed 0): the replies
   themselves (to read and judge), request -> first text and -> done (ms, p50/p95), tokens/s;
+  from `--model` (a GGUF file, folder or hub id, e.g. the hub model a Space downloads,
+  `HuggingFaceTB/SmolLM2-360M-Instruct`) instead of the default brain's when given;
 - accuracy: the command set (tests/data/interpreter_cases.jsonl) scored on what reaches the
   video, as the interpreter's benchmark scores it;
 - page: the real app in headless Chromium with the stream running, per pipeline: Enter ->
@@ -63,8 +66,8 @@ def part_load() -> dict:
     return {"load_cold_s": round(cold, 2), "load_warm_s": round(statistics.median(warm), 2)}
 
 
-def part_replies() -> dict:
-    backend = make_backend("embedded", seed=0)
+def part_replies(model: str | None = None) -> dict:
+    backend = make_backend("embedded", seed=0, model=model)
     assert isinstance(backend, EmbeddedBackend)
     backend.preload()
     tokenizer = backend._model_process().tokenizer
@@ -149,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parts", default="load,replies,accuracy,page")
     parser.add_argument("--pipelines", default="puppet,tiny_ar")
+    parser.add_argument("--model", help="the model the replies part runs (default: the brain's)")
     args = parser.parse_args()
     parts = args.parts.split(",")
     result: dict[str, object] = {}
@@ -157,7 +161,7 @@ def main() -> None:
     if "accuracy" in parts:
         result["accuracy"] = part_accuracy()
     if "replies" in parts:
-        result.update(part_replies())
+        result.update(part_replies(args.model))
     if "page" in parts:
         result["page"] = {name: part_page(name) for name in args.pipelines.split(",")}
     print(json.dumps(result))
