@@ -172,6 +172,8 @@ def test_sentences_are_spoken_as_soon_as_they_are_whole() -> None:
     clauses = SentenceSplitter()  # the voice starts at the first clause of a few words
     assert clauses.push("Well, my dear friend, I") == ["Well, my dear friend,"]
     assert clauses.push(" will, I promise. Then, later") == ["I will, I promise."]
+    short = SentenceSplitter()  # two words are enough to begin with
+    assert short.push("I'm Bram, a stage") == ["I'm Bram,"]
     phrases = SentenceSplitter()  # or before a phrase, in a long first sentence
     assert phrases.push("I'm a stage magician with a dry") == ["I'm a stage magician"]
     assert phrases.push(" wit with a smile. ") == ["with a dry wit with a smile."]

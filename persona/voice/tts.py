@@ -29,8 +29,11 @@ SILENCE_LEVEL = 0.01
 LEAD_IN_SECONDS = 0.03
 PAUSE_AFTER_SECONDS = 0.2
 """Silence kept after each piece of speech: the breath between sentences."""
-FIRST_CLAUSE_WORDS = 4
-"""A reply's first clause or phrase is spoken on its own once it has this many words."""
+FIRST_CLAUSE_WORDS = 2
+"""A reply's first clause or phrase is spoken on its own once it has this many words ("I'm
+Bram," then the rest): with 4, end of speech -> first sound was 1.61-1.66 s (p50, three page
+benchmark runs); with 2, 1.43 and 1.58 s. The model writes ~55 ms a token under load, so
+each word waited for costs the visitor that much."""
 
 
 class VoiceError(RuntimeError):
