@@ -18,6 +18,7 @@ from persona.voice.mouth import mouth_from_audio
 from persona.voice.schedule import SpeechSchedule
 from persona.voice.stt import LISTEN_RATE, SHORT_WINDOW_SECONDS, read_audio, shared_transcriber
 from persona.voice.tts import (
+    PEAK_LIMIT,
     SAMPLE_RATE,
     SentenceSplitter,
     Speech,
@@ -88,6 +89,23 @@ def test_the_card_voice_sets_pitch_and_pace() -> None:
         speaker.say(text, VoiceSettings(voice="nobody"))
     bram = next(c for c in default_cards() if c.name == "Bram")
     assert bram.voice.pitch < 1.0  # an elderly man does not speak in the default voice
+
+
+def test_no_card_voice_clips_and_all_speak_at_a_like_level() -> None:
+    """A lowered pitch made the engine louder: Bram's voice clipped (peaks up to 1.8)."""
+    levels = {}
+    for card in default_cards():
+        said = [shared_speaker().say(text, card.voice).samples for text in _CLIPPED_BEFORE]
+        assert max(float(np.abs(s).max()) for s in said) <= PEAK_LIMIT, card.name
+        levels[card.name] = float(np.median([np.sqrt(np.mean(s**2)) for s in said]))
+    assert max(levels.values()) < 2.5 * min(levels.values()), levels
+
+
+_CLIPPED_BEFORE = [  # Bram's peaks were 1.8, 1.73 and 1.33
+    "How long have you been doing this?",
+    "Look at the stars tonight, they are so bright.",
+    "Please sit down and tell me a story.",
+]
 
 
 def test_a_card_with_a_bad_voice_is_refused_clearly() -> None:
