@@ -92,13 +92,14 @@ def test_the_card_voice_sets_pitch_and_pace() -> None:
 
 
 def test_no_card_voice_clips_and_all_speak_at_a_like_level() -> None:
-    """A lowered pitch made the engine louder: Bram's voice clipped (peaks up to 1.8)."""
+    """A lowered pitch made the engine louder: Bram's voice clipped (peaks up to 1.8), and
+    spoke at three times Mira's level."""
     levels = {}
     for card in default_cards():
         said = [shared_speaker().say(text, card.voice).samples for text in _CLIPPED_BEFORE]
         assert max(float(np.abs(s).max()) for s in said) <= PEAK_LIMIT, card.name
         levels[card.name] = float(np.median([np.sqrt(np.mean(s**2)) for s in said]))
-    assert max(levels.values()) < 2.5 * min(levels.values()), levels
+    assert max(levels.values()) < 1.5 * min(levels.values()), levels
 
 
 _CLIPPED_BEFORE = [  # Bram's peaks were 1.8, 1.73 and 1.33

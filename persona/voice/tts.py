@@ -29,6 +29,8 @@ SILENCE_LEVEL = 0.01
 LEAD_IN_SECONDS = 0.03
 PAUSE_AFTER_SECONDS = 0.2
 """Silence kept after each piece of speech: the breath between sentences."""
+SPEECH_RMS = 0.08
+"""Speech loudness (about -22 dBFS where it speaks)."""
 PEAK_LIMIT = 0.95
 """No sample of speech goes louder than this (1.0 is where it would clip)."""
 FIRST_CLAUSE_WORDS = 2
@@ -127,18 +129,21 @@ class Speaker:
                 lh, th, ln, lr, phi, f0 = (o[0] for o in engine.sess.run(None, feed))
                 parts.append(dsp.synth(lh, th, ln, lr, phi, f0 * settings.pitch, rng))
         samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        samples = _trim_silence(_level(samples, settings.pitch))
+        samples = _trim_silence(_level(samples))
         return Speech(samples, SAMPLE_RATE, mouth_from_audio(samples, SAMPLE_RATE))
 
 
-def _level(samples: np.ndarray, pitch: float) -> np.ndarray:
-    """The engine's harmonic synthesis grows louder as the pitch is lowered, about as
-    1/pitch**2: Bram (pitch 0.62) peaked at 1.8, and clipped in 8 of the benchmark's 20
-    sentences. Scaled by pitch**2 every voice speaks at about the engine's own level, and a
-    peak still over PEAK_LIMIT is scaled down rather than clipped."""
-    samples = samples * pitch**2
+def _level(samples: np.ndarray) -> np.ndarray:
+    """Every utterance at SPEECH_RMS where it speaks, unless a peak would pass PEAK_LIMIT.
+    The engine's loudness varies with the pitch and the words: as it came, Bram (pitch 0.62)
+    peaked at 1.8 and clipped in 8 of the benchmark's 20 sentences, and Mira spoke at a third
+    of his level."""
     peak = float(np.abs(samples).max(initial=0.0))
-    return samples / peak * PEAK_LIMIT if peak > PEAK_LIMIT else samples
+    voiced = samples[np.abs(samples) > SILENCE_LEVEL * peak]
+    if not len(voiced):
+        return samples
+    rms = float(np.sqrt(np.mean(voiced**2)))
+    return samples * min(SPEECH_RMS / rms, PEAK_LIMIT / peak)
 
 
 def _trim_silence(samples: np.ndarray) -> np.ndarray:
