@@ -3,15 +3,12 @@
 Wiring only: the gradio page and its events, the FastRTC stream, `/health`, and the server.
 Session logic lives in `ui/session.py`; the conversation in `persona/`; video in `pipelines/`.
 
-    python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)
-
-Environment: PERSONA_PIPELINE (default pipeline), PERSONA_BACKEND (embedded | offline | openai |
-hf | transformers; default embedded where its model is installed), PERSONA_MAX_STREAMS (concurrent streams, default 4), PERSONA_STREAM_SECONDS
-(length of one stream, default 600), HF_TOKEN (TURN relay credentials on a Space).
+    python app.py [--host HOST] [--port PORT] [--share]     # python app.py --help
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
@@ -19,6 +16,7 @@ import gc
 import html
 import logging
 import os
+import secrets
 import sys
 import threading
 import uuid
@@ -122,9 +120,41 @@ def _pipeline_choices() -> list[tuple[str, str]]:
     ]
 
 
+ENVIRONMENT = """environment:
+  PERSONA_PIPELINE        the default video pipeline (puppet, tiny_ar, wan)
+  PERSONA_BACKEND         the default brain: embedded | offline | openai | hf | transformers
+                          (default: embedded where its model is installed, else offline)
+  PERSONA_MAX_STREAMS     concurrent streams (default 4)
+  PERSONA_STREAM_SECONDS  length of one stream (default 600)
+  PERSONA_TURN_URLS       a TURN relay of your own for WebRTC through NAT and share links
+                          (comma-separated turn: URLs), with PERSONA_TURN_USERNAME and
+                          PERSONA_TURN_CREDENTIAL
+  HF_TOKEN                on a Space: TURN relay credentials through fastrtc's Cloudflare
+                          relay (used when PERSONA_TURN_URLS is not set)
+  GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, GRADIO_SHARE   defaults for --host, --port, --share
+"""
+
+
+def _relay_configured() -> bool:
+    return bool(os.environ.get("PERSONA_TURN_URLS") or os.environ.get("HF_TOKEN"))
+
+
 def _rtc_configuration() -> dict | None:
-    """TURN relay credentials on a Space (HF_TOKEN); none locally."""
-    token = os.environ.get("HF_TOKEN")
+    """The WebRTC relay the page's connections may use: a TURN server of your own
+    (PERSONA_TURN_URLS...), else Cloudflare's through fastrtc on a Space (HF_TOKEN), else none
+    (direct connections only: fine on one machine or a LAN, not through most NATs)."""
+    if urls := os.environ.get("PERSONA_TURN_URLS"):
+        return {
+            "iceServers": [
+                {
+                    "urls": [u.strip() for u in urls.split(",") if u.strip()],
+                    "username": os.environ.get("PERSONA_TURN_USERNAME", ""),
+                    "credential": os.environ.get("PERSONA_TURN_CREDENTIAL", ""),
+                }
+            ]
+        }
+    if not (token := os.environ.get("HF_TOKEN")):
+        return None
     try:
         from fastrtc import get_cloudflare_turn_credentials
 
@@ -398,7 +428,7 @@ def build_page() -> gr.Blocks:
             _forget_finished_events(page)
 
         page.unload(on_unload)
-        if os.environ.get("HF_TOKEN"):  # a dict set on load: a callable breaks receive mode
+        if _relay_configured():  # a dict set on load: a callable breaks receive mode
             page.load(lambda: gr.update(rtc_configuration=_rtc_configuration()), None, [video])
         video.stream(
             PersonaStream(_session, functools.partial(_drop_connection, video)),
@@ -464,15 +494,65 @@ def _fewer_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(m_arena_max, 2)
 
 
+def _open_share_link(host: str, port: int) -> None:
+    """A public gradio.live link to this server, as gradio's own `share=True` makes (the app
+    runs its own uvicorn, so gradio's launch cannot). Without internet it says so, and the
+    server goes on locally."""
+    from gradio.networking import setup_tunnel
+
+    local = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    try:
+        link = setup_tunnel(local, port, secrets.token_urlsafe(32), None, None)
+    except Exception as error:
+        log.warning(
+            "could not create a share link (%s: %s); serving on http://%s:%d only. A share "
+            "link needs internet access to gradio.live.",
+            type(error).__name__,
+            error,
+            local,
+            port,
+        )
+        return
+    relay = "set" if _relay_configured() else "NOT set: set PERSONA_TURN_URLS or HF_TOKEN"
+    log.info("share link: %s (WebRTC through it needs a TURN relay: %s)", link, relay)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Persona: chat with a character who lives in a real-time video stream.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to serve on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port to serve on (default 7860)",
+    )
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        default=os.environ.get("GRADIO_SHARE", "").lower() in ("1", "true"),
+        help="also serve through a public gradio.live link (needs internet, and a TURN relay "
+        "for the video: see PERSONA_TURN_URLS and HF_TOKEN)",
+    )
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
     import uvicorn
 
+    arguments = _arguments()
     _fewer_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     threading.Thread(target=_preload_models, name="load-models", daemon=True).start()
-    uvicorn.run(
-        build_app(),
-        host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        log_level="warning",
-    )
+    if arguments.share:
+        threading.Thread(
+            target=_open_share_link, args=(arguments.host, arguments.port), daemon=True
+        ).start()
+    uvicorn.run(build_app(), host=arguments.host, port=arguments.port, log_level="warning")
