@@ -25,7 +25,14 @@
     live.add(pc);
     pc.addEventListener("connectionstatechange", () => {
       if (pc.connectionState === "closed" || pc.connectionState === "failed") live.delete(pc);
+      if (pc.connectionState === "failed") sayOverVideo(NO_ROUTE);
+      if (pc.connectionState === "connected") sayOverVideo(null);
     });
+    setTimeout(() => {  // answered, yet never connected (no route found, nor failed: no candidates)
+      if (live.has(pc) && pc.remoteDescription && pc.connectionState !== "connected") {
+        sayOverVideo(NO_ROUTE);
+      }
+    }, CONNECT_TIMEOUT_MS);
     return pc;
   }
   TrackedPeerConnection.prototype = Native.prototype;
@@ -183,25 +190,33 @@
     const url = String((args[0] && args[0].url) || args[0]);
     if (url.includes("component_server")) {
       response.clone().json().then((answer) => {
-        if (answer && answer.sdp) showBusy(null);  // a stream was let in
+        if (answer && answer.sdp) sayOverVideo(null);  // a stream was let in
         else if (answer && answer.meta && answer.meta.error === "concurrency_limit_reached") {
-          showBusy(answer.meta.limit);
+          const limit = answer.meta.limit;
+          sayOverVideo((limit === 1 ? "The one stream this server runs is" :
+            `All ${limit} streams are`) + " in use right now. Try again in a minute.");
         }
       }).catch(() => {});
     }
     return response;
   };
-  function showBusy(limit) {
+  // A connection that fails after it was let in: ICE found no route between the page and the
+  // server, which is what a NAT or a share link does without a TURN relay.
+  const CONNECT_TIMEOUT_MS = 15000;
+  const NO_ROUTE = "The video could not connect through your network. A TURN relay gets it " +
+    "through (the server's owner sets PERSONA_TURN_URLS, or HF_TOKEN on a Space). Try again, " +
+    "or from another network.";
+  // Said over the video, with a retry, until a stream starts (null takes it away).
+  function sayOverVideo(text) {
     let panel = byId("stream-busy");
-    if (limit == null) { if (panel) panel.remove(); return; }
+    if (text == null) { if (panel) panel.remove(); return; }
     if (!panel) {
       panel = Object.assign(document.createElement("div"), { id: "stream-busy" });
       panel.setAttribute("role", "alert");
       panel.append(document.createElement("p"), Object.assign(document.createElement("button"), { type: "button", textContent: "Try again" }));
       byId("persona-video").append(panel);
     }
-    panel.querySelector("p").textContent = (limit === 1 ? "The one stream this server runs is" :
-      `All ${limit} streams are`) + " in use right now. Try again in a minute.";
+    panel.querySelector("p").textContent = text;
   }
 
   // The buttons act in the click itself (not through a gradio event, which drops a second

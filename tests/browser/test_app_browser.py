@@ -374,3 +374,27 @@ def test_a_hub_model_downloads_with_its_progress_under_the_video(
             page.page.wait_for_function(f"!{status}.includes('downloading')", timeout=60_000)
             assert _health(url)["downloads"] == []
             page.close()
+
+
+RELAY_ONLY = """(() => {
+  const Native = window.RTCPeerConnection;
+  function RelayOnly(config, ...rest) {
+    return new Native({ ...(config || {}), iceTransportPolicy: "relay" }, ...rest);
+  }
+  RelayOnly.prototype = Native.prototype;
+  window.RTCPeerConnection = RelayOnly;
+})();"""
+"""A network that lets no direct connection through, modelled in the real browser: the page
+may only use relays, and this server offers none, so ICE really fails."""
+
+
+def test_a_connection_with_no_route_says_so_over_the_video(browser: object, app_url: str) -> None:
+    page = PersonaPage(browser, app_url, init_scripts=[RELAY_ONLY])
+    try:
+        page.page.click("#start-btn")
+        busy = page.page.locator("#persona-video #stream-busy")
+        busy.wait_for(timeout=60_000)
+        assert "could not connect through your network" in busy.inner_text()
+        assert "PERSONA_TURN_URLS" in busy.inner_text() and busy.locator("button").count() == 1
+    finally:
+        page.close()
