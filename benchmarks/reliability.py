@@ -121,7 +121,7 @@ def concurrent(url: str, browser: object) -> dict:
         return {
             "streams": MAX_STREAMS,
             "fps": fps,
-            "fps_median": statistics.median(fps),
+            "fps_median": round(statistics.median(fps), 1),
             "extra_refused": not refused.connected(),
             "refusal_shown_on_video": busy.count() == 1,
             "health_streaming": streaming,
