@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.servers.threaded import ThreadedServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CHUNK = 4096
 
 
-class LocalHub:
+class LocalHub(ThreadedServer):
     def __init__(self, repo_id: str, folder: Path, *, bytes_per_second: float = 1e9) -> None:
         self.repo_id = repo_id
         self.files = {
@@ -35,35 +32,18 @@ class LocalHub:
         }
         self.bytes_per_second = bytes_per_second
         self.fail = False
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.endpoint = self.origin
+
+    def routes(self) -> list[Route]:
         repo = "/{owner}/{name}"
-        app = Starlette(
-            routes=[
-                Route(f"/api/models{repo}/revision/{{revision}}", self._revision),
-                Route(f"/api/models{repo}/tree/{{revision}}", self._tree),
-                Route(f"/api/models{repo}/tree/{{revision}}/{{path:path}}", self._tree),
-                Route(f"{repo}/resolve/{{revision}}/{{path:path}}", self._resolve,
-                      methods=["GET", "HEAD"]),
-            ]
-        )  # fmt: skip
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> LocalHub:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
+        return [
+            Route(f"/api/models{repo}/revision/{{revision}}", self._revision),
+            Route(f"/api/models{repo}/tree/{{revision}}", self._tree),
+            Route(f"/api/models{repo}/tree/{{revision}}/{{path:path}}", self._tree),
+            Route(f"{repo}/resolve/{{revision}}/{{path:path}}", self._resolve,
+                  methods=["GET", "HEAD"]),
+        ]  # fmt: skip
 
     @property
     def total_bytes(self) -> int:

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from tests.servers.local_model import LocalChatModel
+from tests.servers.threaded import ThreadedServer
 
 SCRIPTED_MODEL = "tiny-test-model"
 
@@ -40,36 +36,19 @@ class Script:
     replies: list[str] = field(default_factory=list)
 
 
-class OpenAICompatibleServer:
+class OpenAICompatibleServer(ThreadedServer):
     def __init__(self, model: LocalChatModel | None = None) -> None:
         self.script = Script()
         self.model = model
         self.model_name = model.name if model is not None else SCRIPTED_MODEL
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        app = Starlette(
-            routes=[
-                Route("/v1/models", self._models),
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            ]
-        )
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        super().__init__()
+        self.base_url = f"{self.origin}/v1"
 
-    def __enter__(self) -> OpenAICompatibleServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/models", self._models),
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+        ]
 
     async def _models(self, request: Request) -> JSONResponse:
         return JSONResponse(
