@@ -419,7 +419,8 @@ class Session:
                 self._chat_changed.notify_all()
                 return False
         self.interrupt()
-        reading = shared_interpreter().read(Conversation.clean(message))
+        text = Conversation.clean(message)
+        reading = shared_interpreter().read(text)
         at = self._change_time()
         if reading.action is not None:
             self.state.apply_action(reading.action, at)  # type: ignore[arg-type]
@@ -427,7 +428,7 @@ class Session:
             self.state.apply_expression(reading.expression, at)  # type: ignore[arg-type]
         with self._chat_changed:
             reply = {"role": "assistant", "content": ""}
-            self._transcript += [{"role": "user", "content": Conversation.clean(message)}, reply]
+            self._transcript += [{"role": "user", "content": text}, reply]
             del self._transcript[:-MAX_TRANSCRIPT_MESSAGES]
             self._version += 1
             if len(self._waiting) >= MAX_WAITING_MESSAGES:
