@@ -12,6 +12,7 @@ cards or the UI.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import re
 import threading
@@ -148,6 +149,12 @@ def _negated(words: list[str]) -> bool:
     return any(re.search(rf"\b{re.escape(n)}\b", text) for n in NEGATIONS)
 
 
+READINGS_KEPT = 64
+"""Recent messages whose readings are kept: one message is read when it is sent (its action
+acts at once), by the backend that answers it, and by the read-ahead of a spoken guess;
+an open question costs ~8 ms of embedding each time."""
+
+
 class OfflineInterpreter:
     """Reads action and expression from a message. Build once; thread-safe."""
 
@@ -157,8 +164,13 @@ class OfflineInterpreter:
         self._spelling = _Spelling(embed.vocabulary)
         self._actions = _NearestExample(embed, ACTION_EXAMPLES)
         self._expressions = _NearestExample(embed, EXPRESSION_EXAMPLES)
+        self._recent_readings = functools.lru_cache(maxsize=READINGS_KEPT)(self._read)
 
     def read(self, message: str) -> Reading:
+        """The action and expression `message` asks for (None where it asks for none)."""
+        return self._recent_readings(message)
+
+    def _read(self, message: str) -> Reading:
         clauses = [c for c in _CLAUSE_SPLIT.split(message.strip()) if _words(c)]
         if not clauses:
             return Reading(None, None)
