@@ -383,11 +383,8 @@ def build_page() -> gr.Blocks:
                     gr.Button("Talk", elem_id="mic-btn")  # both handled in ui/media.js
                     gr.Button("Mute", elem_id="mute-btn")
                 gr.HTML("", elem_id="voice-note")
-                status = gr.Textbox(
-                    label="Now showing",
-                    interactive=False,
-                    max_lines=3,  # a pipeline error or a download's progress wraps
-                    elem_id="persona-status",
+                status = gr.Textbox(  # grows when it wraps (ui/style.css)
+                    label="Now showing", interactive=False, elem_id="persona-status"
                 )
             with gr.Column(scale=2):
                 chat = gr.Chatbot(type="messages", height=420, elem_id="chat", label="Chat")
