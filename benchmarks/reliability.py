@@ -36,12 +36,12 @@ import statistics
 import sys
 import threading
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.browser.harness import health
 
 PARTS = ("churn", "concurrent", "vanished", "flood", "fuzz")
 MAX_STREAMS = 4
@@ -54,25 +54,20 @@ FUZZ_MESSAGES = 300
 FUZZ_CARDS = 200
 
 
-def _health(url: str) -> dict:
-    with urllib.request.urlopen(url + "/health", timeout=5) as response:
-        return json.loads(response.read())
-
-
 def _server_state(pid: int, url: str) -> dict[str, float]:
     import psutil
 
     from tests.browser.harness import rss_mb
 
-    health = _health(url)
+    answer = health(url)
     children = psutil.Process(pid).children(recursive=True)  # the chat model's process
     return {
         "rss_mb": round(rss_mb(pid), 1),
         "children_rss_mb": round(sum(c.memory_info().rss for c in children) / 2**20, 1),
         "threads": len(os.listdir(f"/proc/{pid}/task")),
         "open_files": len(os.listdir(f"/proc/{pid}/fd")),
-        "sessions": health["sessions"],
-        "streaming": health["streaming"],
+        "sessions": answer["sessions"],
+        "streaming": answer["streaming"],
     }
 
 
@@ -117,7 +112,7 @@ def concurrent(url: str, browser: object) -> dict:
         busy = refused.page.locator("#persona-video #stream-busy")
         with contextlib.suppress(Exception):  # a timeout here is the figure: not refused
             busy.wait_for(timeout=15_000)
-        streaming = _health(url)["streaming"]
+        streaming = health(url)["streaming"]
         return {
             "streams": MAX_STREAMS,
             "fps": fps,
@@ -132,29 +127,18 @@ def concurrent(url: str, browser: object) -> dict:
 
 
 def vanished(url: str, browser: object) -> dict:
-    import psutil
-
-    from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, PersonaPage
+    from tests.browser.harness import PersonaPage, killable_chromium
 
     freed = []
     for _ in range(VANISHED):
-        marker = f"--persona-benchmark-browser={uuid.uuid4().hex}"  # ignored by Chromium
-        doomed = browser.browser_type.launch(  # type: ignore[attr-defined]
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker]
-        )
-        try:
-            before = _health(url)["streaming"]
+        with killable_chromium(browser) as (doomed, kill):
+            before = health(url)["streaming"]
             PersonaPage(doomed, url).start()
-            for process in psutil.process_iter(["cmdline"]):
-                if marker in (process.info["cmdline"] or []):
-                    process.kill()
+            kill()
             killed = time.monotonic()
-            while _health(url)["streaming"] > before and time.monotonic() - killed < 60:
+            while health(url)["streaming"] > before and time.monotonic() - killed < 60:
                 time.sleep(0.1)
             freed.append(round(time.monotonic() - killed, 2))
-        finally:
-            with contextlib.suppress(Exception):  # Playwright cannot close a killed browser
-                doomed.close()
     return {"viewers": VANISHED, "seconds_to_free": freed, "median_s": statistics.median(freed)}
 
 

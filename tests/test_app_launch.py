@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,7 +27,7 @@ def test_help_lists_every_option_and_setting() -> None:
 
 @pytest.mark.slow
 def test_a_share_link_without_internet_says_so_and_the_app_serves_on() -> None:
-    from tests.browser.harness import running_app
+    from tests.browser.harness import health, running_app
 
     with running_app(GRADIO_SHARE="1") as (url, process):
         log = Path(process.log_path)  # type: ignore[attr-defined]
@@ -38,8 +36,7 @@ def test_a_share_link_without_internet_says_so_and_the_app_serves_on() -> None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
         assert "serving on http://" in log.read_text()
-        with urllib.request.urlopen(url + "/health", timeout=5) as response:
-            assert json.loads(response.read())["status"] == "ok"
+        assert health(url)["status"] == "ok"
 
 
 def test_a_turn_relay_of_your_own_is_offered_to_the_page(

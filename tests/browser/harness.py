@@ -15,8 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -232,6 +234,35 @@ def chromium(*extra_args: str) -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def killable_chromium(browser: object) -> Iterator[tuple[object, Callable[[], None]]]:
+    """A second Chromium, beside `browser`, and a function that kills it outright (SIGKILL:
+    no pagehide, no goodbye), as a crashed browser or a lost network leaves a server."""
+    import psutil
+
+    marker = f"--persona-killable-browser={uuid.uuid4().hex}"  # Chromium ignores unknown flags
+    doomed = browser.browser_type.launch(  # type: ignore[attr-defined]
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker]
+    )
+
+    def kill() -> None:
+        for process in psutil.process_iter(["cmdline"]):
+            if marker in (process.info["cmdline"] or []):
+                process.kill()
+
+    try:
+        yield doomed, kill
+    finally:
+        with suppress(Exception):  # Playwright cannot close a killed browser
+            doomed.close()
+
+
+def health(url: str) -> dict:
+    """The app's `/health` answer."""
+    with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        return json.loads(response.read())
 
 
 def barge_in_ms(played: list[tuple[float, float]], spoke: float) -> float:

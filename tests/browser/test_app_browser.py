@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import subprocess
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from app import GARBAGE_DELAY_SECONDS
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, PersonaPage, chromium, running_app
+from tests.browser.harness import (
+    PersonaPage,
+    chromium,
+    health,
+    killable_chromium,
+    running_app,
+)
 from tests.servers.hub import LocalHub
 from tests.servers.openai_compatible import OpenAICompatibleServer
 from tests.tiny_chat_model import save_tiny_chat_model
@@ -275,24 +276,15 @@ def test_clearing_the_chat_starts_afresh(page: PersonaPage) -> None:
 def test_a_viewer_who_vanishes_frees_the_stream_within_seconds(browser: object) -> None:
     """A browser killed outright (no pagehide, no goodbye) must not hold the only stream slot
     for WebRTC's ~30 s timeout: the server notices the silence and frees it."""
-    marker = f"--persona-test-browser={uuid.uuid4().hex}"  # Chromium ignores unknown flags
     with running_app(PERSONA_MAX_STREAMS="1") as (url, _):
-        doomed = browser.browser_type.launch(  # type: ignore[attr-defined]
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker]
-        )
-        try:
+        with killable_chromium(browser) as (doomed, kill):
             PersonaPage(doomed, url).start()
-            assert _health(url)["streaming"] == 1
-            for process in psutil.process_iter(["cmdline"]):
-                if marker in (process.info["cmdline"] or []):
-                    process.kill()
+            assert health(url)["streaming"] == 1
+            kill()
             killed = time.monotonic()
-            while _health(url)["streaming"] and time.monotonic() - killed < 20:
+            while health(url)["streaming"] and time.monotonic() - killed < 20:
                 time.sleep(0.2)
             freed_after = time.monotonic() - killed
-        finally:
-            with contextlib.suppress(Exception):  # Playwright cannot close a killed browser
-                doomed.close()
         assert freed_after < 6.0, f"the stream was held {freed_after:.1f} s after the viewer died"
         page = PersonaPage(browser, url)  # the next visitor gets the slot
         try:
@@ -300,11 +292,6 @@ def test_a_viewer_who_vanishes_frees_the_stream_within_seconds(browser: object) 
             assert page.fps(2.0) >= 10
         finally:
             page.close()
-
-
-def _health(url: str) -> dict:
-    with urllib.request.urlopen(url + "/health", timeout=5) as response:
-        return json.loads(response.read())
 
 
 def _threads(pid: int) -> int:
@@ -326,10 +313,10 @@ def test_a_closed_page_takes_its_session_and_connection_with_it(browser: object)
             page.close()
 
         def settled(threads: int) -> bool:
-            health = _health(url)
+            answer = health(url)
             return (
-                not health["sessions"]
-                and not health["streaming"]
+                not answer["sessions"]
+                and not answer["streaming"]
                 and (_threads(process.pid) <= threads)
             )
 
@@ -344,7 +331,7 @@ def test_a_closed_page_takes_its_session_and_connection_with_it(browser: object)
         deadline = time.monotonic() + GARBAGE_DELAY_SECONDS + 10
         while not settled(baseline) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _health(url)["sessions"] == 0 and _health(url)["streaming"] == 0
+        assert health(url)["sessions"] == 0 and health(url)["streaming"] == 0
         assert _threads(process.pid) <= baseline, f"{baseline} threads before, then more"
 
 
@@ -370,9 +357,9 @@ def test_a_hub_model_downloads_with_its_progress_under_the_video(
             page.page.press("#chat-input textarea", "Enter")
             page.page.wait_for_selector("text=/not ready yet/", timeout=10_000)
             page.wait_for_messages(3)
-            assert "downloading" in _health(url)["downloads"][0]
+            assert "downloading" in health(url)["downloads"][0]
             page.page.wait_for_function(f"!{status}.includes('downloading')", timeout=60_000)
-            assert _health(url)["downloads"] == []
+            assert health(url)["downloads"] == []
             page.close()
 
 
