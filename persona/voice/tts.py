@@ -35,9 +35,10 @@ PEAK_LIMIT = 0.95
 """No sample of speech goes louder than this (1.0 is where it would clip)."""
 FIRST_CLAUSE_WORDS = 2
 """A reply's first clause or phrase is spoken on its own once it has this many words ("I'm
-Bram," then the rest): with 4, end of speech -> first sound was 1.61-1.66 s (p50, three page
-benchmark runs); with 2, 1.43 and 1.58 s. The model writes ~55 ms a token under load, so
-each word waited for costs the visitor that much."""
+Bram," then the rest). End of speech -> first sound, p50 per page benchmark run: with 4,
+1.54-1.66 s (median of five runs 1.62); with 2, 1.36-1.79 s (median of six 1.57). Runs vary
+more than that, but the model writes ~55 ms a token under load, so each word not waited for
+is time the visitor gets back."""
 
 
 class VoiceError(RuntimeError):
