@@ -35,7 +35,8 @@ from persona.interpreter import shared_interpreter
 from persona.voice import preload_voice
 from persona.voice.tts import VoiceError
 from pipelines.registry import default_pipeline_name, list_pipelines
-from ui.media import PersonaStream
+from ui.media import PageUpdate, PersonaStream
+from ui.metrics import METRICS_WAITING
 from ui.session import IDLE_STATUS, Session, SessionError, shown_in_chat
 
 log = logging.getLogger("persona.app")
@@ -242,12 +243,14 @@ def on_load():
     )
 
 
-def on_tick(state: dict | object, request: gr.Request) -> str:
+def on_tick(state: dict | object, request: gr.Request):
+    """The status line while no stream runs (a running stream pushes it with its frames)."""
     if not isinstance(state, dict):  # State not initialised yet for this visitor
         return IDLE_STATUS
     if request.session_hash:
         PAGES[request.session_hash] = state["key"]
-    return _session(state).status()
+    session = _session(state)
+    return gr.update() if session.streaming else session.status()
 
 
 def on_stop(state: dict) -> str:
@@ -271,11 +274,23 @@ def on_follow(state: dict):
         yield chat
 
 
-def on_stream_update(chat: list, notices: list[str]):
-    """The chat as the stream pushes it (voice turns have no Enter to follow them)."""
-    for notice in notices:
+def on_stream_update(update: PageUpdate):
+    """What the stream pushes with its frames: the chat (voice turns have no Enter to follow
+    them), notices, the status line and the metrics."""
+    for notice in update.notices:
         gr.Warning(html.escape(notice))
-    return chat
+    parts = (
+        update.chat,
+        update.status,
+        update.metrics,
+        update.fps_chart,
+        update.latency_chart,
+    )
+    return tuple(gr.update() if part is None else part for part in parts)
+
+
+def _streams_now() -> int:
+    return sum(s.streaming for s in list(SESSIONS.values()))
 
 
 def on_clear(state: dict):
@@ -386,6 +401,11 @@ def build_page() -> gr.Blocks:
                 status = gr.Textbox(  # grows when it wraps (ui/style.css)
                     label="Now showing", interactive=False, elem_id="persona-status"
                 )
+                with gr.Accordion("Live metrics", open=False, elem_id="metrics"):
+                    metrics = gr.Markdown(METRICS_WAITING, elem_id="metrics-table")
+                    with gr.Row():
+                        fps_chart = gr.HTML(elem_id="metrics-fps")
+                        latency_chart = gr.HTML(elem_id="metrics-latency")
             with gr.Column(scale=2):
                 chat = gr.Chatbot(type="messages", height=420, elem_id="chat", label="Chat")
                 message = gr.Textbox(
@@ -428,14 +448,17 @@ def build_page() -> gr.Blocks:
         if _relay_configured():  # a dict set on load: a callable breaks receive mode
             page.load(lambda: gr.update(rtc_configuration=_rtc_configuration()), None, [video])
         video.stream(
-            PersonaStream(_session, functools.partial(_drop_connection, video)),
+            PersonaStream(_session, functools.partial(_drop_connection, video), _streams_now),
             inputs=[video, state],
             outputs=[video],
             concurrency_limit=MAX_STREAMS,
             time_limit=None,  # the session ends its stream, and the stream its connection
         )
         video.on_additional_outputs(
-            on_stream_update, outputs=[chat], concurrency_limit=None, show_progress="hidden"
+            on_stream_update,
+            outputs=[chat, status, metrics, fps_chart, latency_chart],
+            concurrency_limit=None,
+            show_progress="hidden",
         )
         start.click(None, js=START_JS)
         # The page's own events: not an HTTP API (they need the page's session state).
@@ -470,7 +493,7 @@ def build_app() -> FastAPI:
             "pipelines": [{"name": s.name, "available": s.available} for s in list_pipelines()],
             "max_streams": MAX_STREAMS,
             "sessions": len(SESSIONS),
-            "streaming": sum(s.streaming for s in SESSIONS.values()),
+            "streaming": _streams_now(),
             "downloads": [p.describe() for p in downloads_under_way()],
         }
 

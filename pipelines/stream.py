@@ -41,6 +41,8 @@ first frame is due: late enough to sample fresh directives, early enough not to 
 STEP_MARGIN_SECONDS = 0.005
 PHASE_WINDOW_FRAMES = 30
 PHASE_MARGIN_SECONDS = 0.005
+STEP_HISTORY = 120
+"""Step durations kept for the chunk-time figures (p50/p95) shown to the visitor."""
 """Frames are scheduled to fall due this long before the consumer asks for them (its requests
 jitter by about +-3 ms; a frame not yet due when asked for waits a whole frame more)."""
 
@@ -175,6 +177,7 @@ class StreamRunner:
         self._last_request = clock()
         self._meter = FpsMeter()
         self._step_timer = StepTimer()
+        self._step_seconds: deque[float] = deque(maxlen=STEP_HISTORY)
         self._phase = PhaseLock()
         self._thread = threading.Thread(target=self._work, name="stream-runner", daemon=True)
 
@@ -210,6 +213,10 @@ class StreamRunner:
 
     def fps(self) -> float:
         return self._meter.fps()
+
+    def step_seconds(self) -> list[float]:
+        """How long the last STEP_HISTORY steps took, oldest first."""
+        return list(self._step_seconds)
 
     def stop(self) -> None:
         self._stop.set()
@@ -260,7 +267,9 @@ class StreamRunner:
         try:
             started = self.clock()
             images = self.pipeline.step(conditioning)
-            self._step_timer.record(self.clock() - started)
+            took = self.clock() - started
+            self._step_timer.record(took)
+            self._step_seconds.append(took)
             self.error = None
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"

@@ -5,7 +5,9 @@ outgoing tracks in one MediaStream, so the browser plays them in sync (FastRTC's
 cannot send audio with video). One handler per connection (`copy()`), driven by FastRTC:
 
 - `video_emit` hands out the session's frames (`Session.frames()`, the same generator body the
-  stream always had) at the display's pace;
+  stream always had) at the display's pace, and with them what changed on the page (`PageUpdate`:
+  the chat, the status line the moment what it names changes, the metrics once a second), so
+  the page is told, not polled;
 - `emit` hands out the character's speech 20 ms at a time, each slice when it falls due on the
   session's clock, read from the same `SpeechSchedule` the mouth follows (handing FastRTC
   seconds of audio at once plays on its own schedule, out of sync);
@@ -24,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import gradio.routes
 import numpy as np
@@ -34,6 +38,7 @@ from fastrtc import AdditionalOutputs, AsyncAudioVideoStreamHandler, CloseStream
 from persona.voice.stt import LISTEN_RATE, shared_transcriber
 from persona.voice.tts import SAMPLE_RATE
 from persona.voice.vad import SpeechDetector
+from ui.metrics import PUSH_SECONDS, Figures, MetricsHistory
 from ui.session import Session
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,20 @@ this long after telling the page, freeing its slot even if the page never closes
 CHAT_PUSH_SECONDS = 0.2
 """How often, at most, a changed chat is pushed to the page (voice turns have no Enter to
 follow them)."""
+
+_FPS = re.compile(r"[\d.]+ fps")
+
+
+@dataclass
+class PageUpdate:
+    """What the stream pushes to the page beside its frames; None leaves a part as it is."""
+
+    chat: list[dict[str, str]] | None = None
+    notices: list[str] = field(default_factory=list)
+    status: str | None = None
+    metrics: str | None = None
+    fps_chart: str | None = None
+    latency_chart: str | None = None
 
 
 class _EndOfStreamNoise(logging.Filter):
@@ -100,6 +119,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         self,
         find_session: Callable[[object], Session],
         drop_connection: Callable[[str], Awaitable[None]],
+        count_streams: Callable[[], int],
     ) -> None:
         super().__init__(
             expected_layout="mono",
@@ -109,6 +129,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         )
         self._find_session = find_session
         self._drop_connection = drop_connection
+        self._count_streams = count_streams
         self._heard_at: float | None = None
         self._watchdog: asyncio.Task | None = None
         self._webrtc_id = ""
@@ -122,9 +143,13 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         self._early: Future[str] | None = None
         self._chat_version = -1
         self._chat_pushed_at = 0.0
+        self._status = ""
+        self._status_pushed_at = 0.0
+        self._metrics_pushed_at = 0.0
+        self._history = MetricsHistory()
 
     def copy(self) -> PersonaStream:
-        return PersonaStream(self._find_session, self._drop_connection)
+        return PersonaStream(self._find_session, self._drop_connection, self._count_streams)
 
     async def start_up(self) -> None:
         await self.wait_for_args()
@@ -162,7 +187,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
                 self._closing = item or CloseStream("Stream ended. Press Start to watch again.")
             else:
                 self._last_frame = item
-        update = self._chat_update()
+        update = self._page_update()
         return (self._last_frame, update) if update is not None else self._last_frame
 
     def _peer_gone(self) -> bool:
@@ -174,18 +199,33 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
             and session.clock() - heard_at > PEER_SILENT_SECONDS
         )
 
-    def _chat_update(self) -> AdditionalOutputs | None:
-        """The chat and notices to show, when they changed since last pushed (at most every
-        CHAT_PUSH_SECONDS)."""
+    def _page_update(self) -> AdditionalOutputs | None:
+        """What changed on the page since last pushed: the chat and notices (at most every
+        CHAT_PUSH_SECONDS), the status line (at once when what it names changes, its fps once
+        a second) and the metrics (once a second)."""
         session = self.session
         if session is None:
             return None
-        now = session.clock()
+        now, update, pushing = session.clock(), PageUpdate(), False
         version = session.chat_version
-        if version == self._chat_version or now - self._chat_pushed_at < CHAT_PUSH_SECONDS:
-            return None
-        self._chat_version, self._chat_pushed_at = version, now
-        return AdditionalOutputs(session.chat_history(), session.take_notices())
+        if version != self._chat_version and now - self._chat_pushed_at >= CHAT_PUSH_SECONDS:
+            self._chat_version, self._chat_pushed_at, pushing = version, now, True
+            update.chat, update.notices = session.chat_history(), session.take_notices()
+        status = session.status()
+        if status != self._status and (
+            _FPS.sub("", status) != _FPS.sub("", self._status)
+            or now - self._status_pushed_at >= PUSH_SECONDS
+        ):
+            self._status, self._status_pushed_at, pushing = status, now, True
+            update.status = status
+        if now - self._metrics_pushed_at >= PUSH_SECONDS:
+            self._metrics_pushed_at, pushing = now, True
+            figures = Figures.of(session, self._count_streams())
+            self._history.add(now, figures)
+            update.metrics = figures.table(session.pipeline_name, session.backend_name)
+            update.fps_chart = self._history.fps_chart(now)
+            update.latency_chart = self._history.latency_chart(now)
+        return AdditionalOutputs(update) if pushing else None
 
     # -- audio out ----------------------------------------------------------------------------
 

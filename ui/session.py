@@ -102,6 +102,7 @@ class _Turn:
     card: Card
     acted: Reading
     """What `send` already applied to the character."""
+    sent_at: float
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -149,6 +150,11 @@ class Session:
         self._preparing: threading.Thread | None = None
         self._guess = ""
         self._allowance = _SendAllowance(clock())
+        self._awaited_change: tuple[float, float] | None = None
+        self.reaction_seconds: float | None = None
+        """Enter -> the first frame handed out that shows the last change a message asked for."""
+        self.reply_seconds: float | None = None
+        """The backend's last reply: asked -> its first words."""
         self.closed = False
         self._set_card(card or next(iter(self.cards.values())))
 
@@ -351,9 +357,20 @@ class Session:
                 frame = runner.next_frame() if runner is not None else None
                 if frame is not None:
                     last = np.ascontiguousarray(frame.image[..., ::-1])
+                    self._note_shown(frame.display_at)
                 yield last
         finally:
             self._end_stream(stream)
+
+    def _await_change(self, sent_at: float, at: float) -> None:
+        """A message sent at `sent_at` changed the character from display time `at` on."""
+        self._awaited_change = (sent_at, at)
+
+    def _note_shown(self, display_at: float) -> None:
+        awaited = self._awaited_change
+        if awaited is not None and display_at >= awaited[1]:
+            self._awaited_change = None
+            self.reaction_seconds = self.clock() - awaited[0]
 
     def _end_stream(self, stream: object) -> None:
         """End `stream` if it is still this session's stream (a newer one plays on)."""
@@ -406,6 +423,7 @@ class Session:
         time; past MAX_WAITING_MESSAGES waiting, the oldest waiting is skipped. A message that
         cannot be sent (empty, too long, or over the rate limit) leaves the chat as it is,
         queues a notice for `follow` and returns False."""
+        sent_at = self.clock()
         with self._chat_changed:
             problem = Conversation.problem(message)
             if problem is None and not self._allowance.take(self.clock()):
@@ -426,6 +444,8 @@ class Session:
             self.state.apply_action(reading.action, at)  # type: ignore[arg-type]
         if reading.expression is not None:
             self.state.apply_expression(reading.expression, at)  # type: ignore[arg-type]
+        if reading.action is not None or reading.expression is not None:
+            self._await_change(sent_at, at)
         with self._chat_changed:
             reply = {"role": "assistant", "content": ""}
             self._transcript += [{"role": "user", "content": text}, reply]
@@ -435,7 +455,7 @@ class Session:
                 skipped = self._waiting.popleft()
                 skipped.reply["content"] = SKIP_MARK
                 skipped.done.set()
-            turn = _Turn(message, reply, self.conversation, self.state, self.card, acted=reading)
+            turn = _Turn(message, reply, self.conversation, self.state, self.card, reading, sent_at)
             self._waiting.append(turn)
             self._last_turn = turn
             if self._answerer is None:
@@ -518,16 +538,23 @@ class Session:
         follow-up, or a flood, never queues seconds of model time before it)."""
         sentences = SentenceSplitter()
         using = self.offline if brief else None
+        asked, answered = self.clock(), False
         try:
             with contextlib.closing(turn.conversation.respond(turn.message, using=using)) as events:
                 for event in events:
                     if turn.cancelled.is_set():
                         break
+                    if event.text and not (answered or brief):
+                        answered, self.reply_seconds = True, self.clock() - asked
                     at = self._change_time()  # (what `send` applied is not started again)
-                    if event.action and event.action != turn.acted.action:
+                    new_action = event.action and event.action != turn.acted.action
+                    new_expression = event.expression and event.expression != turn.acted.expression
+                    if new_action:
                         turn.state.apply_action(event.action, at)  # type: ignore[arg-type]
-                    if event.expression and event.expression != turn.acted.expression:
+                    if new_expression:
                         turn.state.apply_expression(event.expression, at)  # type: ignore[arg-type]
+                    if new_action or new_expression:
+                        self._await_change(turn.sent_at, at)
                     with self._chat_changed:
                         turn.reply["content"] += event.text
                         self._notices += [event.notice] if event.notice else []

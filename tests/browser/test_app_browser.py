@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -385,3 +386,21 @@ def test_a_connection_with_no_route_says_so_over_the_video(browser: object, app_
         assert "PERSONA_TURN_URLS" in busy.inner_text() and busy.locator("button").count() == 1
     finally:
         page.close()
+
+
+def test_live_metrics_are_pushed_with_the_stream(page: PersonaPage) -> None:
+    page.start()
+    page.page.get_by_text("Live metrics").click()
+    table = "document.querySelector('#metrics-table').innerText"
+    page.page.wait_for_function(f"/\\d+\\.\\d fps on puppet/.test({table})")
+    assert "Enter → changed frame\t–" in page.page.inner_text("#metrics-table")
+    page.send("please wave", "action: wave")
+    page.page.wait_for_function(f"/changed frame\\s+\\d+ ms/.test({table})")
+    text = page.page.inner_text("#metrics-table")
+    assert re.search(r"Chunk time\tp50 \d+ ms · p95 \d+ ms", text)
+    assert re.search(r"Server\tCPU \d+% · RSS [\d,]+ MB · no GPU", text)
+    points = (
+        "document.querySelector('#metrics-fps polyline').getAttribute('points').split(' ').length"
+    )
+    drawn = page.page.evaluate(points)
+    page.page.wait_for_function(f"{points} >= {drawn + 2}")  # a new sample every second
