@@ -253,10 +253,44 @@ def on_tick(state: dict | object, request: gr.Request):
     return gr.update() if session.streaming else session.status()
 
 
-def on_stop(state: dict) -> str:
+def on_stop(state: dict):
     session = _session(state)
     session.stop()
-    return session.status()
+    return session.status(), *_recording_outputs(session)
+
+
+RECORD_LABEL, STOP_RECORDING_LABEL = "● Record", "■ Stop recording"
+RECORDING_WRITE_WAIT_S = 10.0
+"""How long a click waits for a stopped recording's file (its last frames take a moment)."""
+
+
+def _recording_outputs(session: Session) -> tuple:
+    """`_recording_view` of the session, once a recording just stopped is written."""
+    if session.recorded is not None:
+        session.recorded.finished.wait(timeout=RECORDING_WRITE_WAIT_S)
+    return _recording_view(session.recording_state())
+
+
+def _recording_view(state: tuple[bool, Path | None]) -> tuple:
+    """The Record button's label and the download (hidden until there is a file)."""
+    recording, path = state
+    return (
+        gr.update(value=STOP_RECORDING_LABEL if recording else RECORD_LABEL),
+        gr.update(value=str(path), visible=True) if path else gr.update(value=None, visible=False),
+    )
+
+
+def on_record(state: dict):
+    """Start a recording, or stop the one running and offer its file."""
+    session = _session(state)
+    try:
+        if session.recording is None:
+            session.start_recording()
+        else:
+            session.stop_recording()
+    except SessionError as error:
+        gr.Warning(html.escape(str(error)))
+    return _recording_outputs(session)
 
 
 def on_send(message: str, state: dict):
@@ -286,7 +320,10 @@ def on_stream_update(update: PageUpdate):
         update.fps_chart,
         update.latency_chart,
     )
-    return tuple(gr.update() if part is None else part for part in parts)
+    recording = (
+        _recording_view(update.recording) if update.recording else (gr.update(), gr.update())
+    )
+    return *(gr.update() if part is None else part for part in parts), *recording
 
 
 def _streams_now() -> int:
@@ -397,6 +434,10 @@ def build_page() -> gr.Blocks:
                     stop = gr.Button("Stop", elem_id="stop-btn")
                     gr.Button("Talk", elem_id="mic-btn")  # both handled in ui/media.js
                     gr.Button("Mute", elem_id="mute-btn")
+                    record = gr.Button(RECORD_LABEL, elem_id="record-btn")
+                recording = gr.File(
+                    label="Recording", elem_id="recording", visible=False, interactive=False
+                )
                 gr.HTML("", elem_id="voice-note")
                 status = gr.Textbox(  # grows when it wraps (ui/style.css)
                     label="Now showing", interactive=False, elem_id="persona-status"
@@ -456,14 +497,15 @@ def build_page() -> gr.Blocks:
         )
         video.on_additional_outputs(
             on_stream_update,
-            outputs=[chat, status, metrics, fps_chart, latency_chart],
+            outputs=[chat, status, metrics, fps_chart, latency_chart, record, recording],
             concurrency_limit=None,
             show_progress="hidden",
         )
         start.click(None, js=START_JS)
         # The page's own events: not an HTTP API (they need the page's session state).
         private = {"api_name": False}
-        stop.click(on_stop, [state], [status], **private)
+        stop.click(on_stop, [state], [status, record, recording], **private)
+        record.click(on_record, [state], [record, recording], **private)
         message.submit(on_send, [message, state], [chat, message], queue=False, **private).then(
             on_follow, [state], [chat], concurrency_limit=None, show_progress="hidden", **private
         )

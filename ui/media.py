@@ -6,8 +6,9 @@ cannot send audio with video). One handler per connection (`copy()`), driven by 
 
 - `video_emit` hands out the session's frames (`Session.frames()`, the same generator body the
   stream always had) at the display's pace, and with them what changed on the page (`PageUpdate`:
-  the chat, the status line the moment what it names changes, the metrics once a second), so
-  the page is told, not polled;
+  the chat, the status line the moment what it names changes, the metrics once a second, the
+  recording's state), so the page is told, not polled; a recording being made gets each frame
+  and each slice of sound as it goes out (`ui/recording.py`);
 - `emit` hands out the character's speech 20 ms at a time, each slice when it falls due on the
   session's clock, read from the same `SpeechSchedule` the mouth follows (handing FastRTC
   seconds of audio at once plays on its own schedule, out of sync);
@@ -30,6 +31,7 @@ import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio.routes
 import numpy as np
@@ -75,6 +77,8 @@ class PageUpdate:
     metrics: str | None = None
     fps_chart: str | None = None
     latency_chart: str | None = None
+    recording: tuple[bool, Path | None] | None = None
+    """(recording now, the last recording's file), from `Session.recording_state`."""
 
 
 class _EndOfStreamNoise(logging.Filter):
@@ -147,6 +151,7 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         self._status_pushed_at = 0.0
         self._metrics_pushed_at = 0.0
         self._history = MetricsHistory()
+        self._recording_state: tuple[bool, Path | None] = (False, None)
 
     def copy(self) -> PersonaStream:
         return PersonaStream(self._find_session, self._drop_connection, self._count_streams)
@@ -187,6 +192,9 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
                 self._closing = item or CloseStream("Stream ended. Press Start to watch again.")
             else:
                 self._last_frame = item
+        recording = self.session.recording if self.session is not None else None
+        if recording is not None:
+            recording.add_frame(self._last_frame, self.session.clock())
         update = self._page_update()
         return (self._last_frame, update) if update is not None else self._last_frame
 
@@ -225,6 +233,11 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
             update.metrics = figures.table(session.pipeline_name, session.backend_name)
             update.fps_chart = self._history.fps_chart(now)
             update.latency_chart = self._history.latency_chart(now)
+        if session.recording is not None and session.recording.full:
+            session.stop_recording()
+        recording = session.recording_state()
+        if recording != self._recording_state:
+            self._recording_state, update.recording, pushing = recording, recording, True
         return AdditionalOutputs(update) if pushing else None
 
     # -- audio out ----------------------------------------------------------------------------
@@ -254,6 +267,9 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
         )
         self._samples_sent += AUDIO_SLICE
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        recording = session.recording
+        if recording is not None:
+            recording.add_sound(pcm, slice_start)
         return (SAMPLE_RATE, pcm.reshape(1, -1))
 
     # -- audio in -----------------------------------------------------------------------------

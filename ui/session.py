@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from fastrtc import CloseStream
@@ -34,9 +35,10 @@ from persona.conversation import Conversation
 from persona.interpreter import Reading, shared_interpreter
 from persona.state import CharacterState
 from persona.voice.stt import shared_transcriber
-from persona.voice.tts import SentenceSplitter, VoiceError, shared_speaker
+from persona.voice.tts import SAMPLE_RATE, SentenceSplitter, VoiceError, shared_speaker
 from pipelines.registry import UnknownPipelineError, build_pipeline, get_entry
 from pipelines.stream import StreamRunner
+from ui.recording import Recording, RecordingError
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,10 @@ class Session:
         """Enter -> the first frame handed out that shows the last change a message asked for."""
         self.reply_seconds: float | None = None
         """The backend's last reply: asked -> its first words."""
+        self.recording: Recording | None = None
+        """What the visitor sees and hears, being recorded (the media connection feeds it)."""
+        self.recorded: Recording | None = None
+        """The last recording stopped, kept for download until the next or the visitor leaves."""
         self.closed = False
         self._set_card(card or next(iter(self.cards.values())))
 
@@ -324,6 +330,38 @@ class Session:
         self.stop()
         self.interrupt()
         self.backend.close()
+        if self.recorded is not None:
+            self.recorded.delete()
+
+    # -- recording ------------------------------------------------------------------------
+
+    def start_recording(self) -> None:
+        """Record the stream from now on, replacing (and deleting) the last recording."""
+        if not self.streaming:
+            raise SessionError("Press Start first: a recording holds what the video shows.")
+        if self.recording is not None:
+            return
+        try:
+            recording = Recording(self.card.name, SAMPLE_RATE)
+        except (RecordingError, OSError) as error:
+            raise SessionError(str(error)) from None
+        if self.recorded is not None:
+            self.recorded.delete()
+            self.recorded = None
+        self.recording = recording
+
+    def stop_recording(self) -> None:
+        """End the recording; its file is ready (`recording_state`) a moment later."""
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            recording.stop()
+            self.recorded = recording
+
+    def recording_state(self) -> tuple[bool, Path | None]:
+        """(recording now, the file of the last recording once it is written)."""
+        recorded = self.recorded
+        ready = recorded is not None and recorded.finished.is_set() and recorded.path.exists()
+        return self.recording is not None, recorded.path if ready else None
 
     def frames(self) -> Iterator[np.ndarray | CloseStream]:
         """The media connection's frame source: BGR frames at the display's pace, never
@@ -378,6 +416,7 @@ class Session:
             self._stream = None
             self.streaming = False
             self._stop_runner()
+            self.stop_recording()
 
     def status(self) -> str:
         """`action: NAME · expression: NAME · N fps` of what the video shows now."""

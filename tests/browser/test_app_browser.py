@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -404,3 +405,59 @@ def test_live_metrics_are_pushed_with_the_stream(page: PersonaPage) -> None:
     )
     drawn = page.page.evaluate(points)
     page.page.wait_for_function(f"{points} >= {drawn + 2}")  # a new sample every second
+
+
+def test_a_recording_downloads_as_an_mp4_of_what_was_shown_and_goes_with_the_page(
+    browser: object, app_url: str, tmp_path: Path
+) -> None:
+    page = PersonaPage(browser, app_url)
+    page.start()
+    page.page.click("#record-btn")
+    page.page.wait_for_function("document.querySelector('#record-btn').innerText.includes('Stop')")
+    started = time.monotonic()
+    page.send("please wave and tell me your name", "action: wave")
+    page.page.wait_for_timeout(3000)
+    page.page.click("#record-btn")
+    recorded_s = time.monotonic() - started
+    page.page.wait_for_selector("#recording a", timeout=15_000)
+    assert page.page.inner_text("#record-btn").strip().endswith("Record")
+    with page.page.expect_download() as download:
+        page.page.click("#recording a")
+    assert re.fullmatch(r"Bram-\d{4}-\d\d-\d\d-\d{6}\.mp4", download.value.suggested_filename)
+    saved = tmp_path / "recording.mp4"
+    download.value.save_as(saved)
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "json",
+            str(saved),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(probe.stdout)
+    codecs = {s["codec_name"]: s for s in found["streams"]}
+    assert set(codecs) == {"h264", "aac"}
+    assert (codecs["h264"]["width"], codecs["h264"]["height"]) == (512, 512)
+    assert abs(float(found["format"]["duration"]) - recorded_s) < 1.0, (found, recorded_s)
+    served = Path(page.page.get_attribute("#recording a", "href").split("file=", 1)[1])
+    assert served.exists()
+    page.close()  # the visitor leaves: the recording goes with them
+    deadline = time.monotonic() + 15
+    while served.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not served.exists()
+
+
+def test_record_before_start_says_to_start_first(page: PersonaPage) -> None:
+    page.page.click("#record-btn")
+    page.page.wait_for_selector(".toast-body:has-text('Press Start first')")
+    assert page.page.inner_text("#record-btn").strip().endswith("Record")
