@@ -4,7 +4,8 @@ Reads `chara_card_v2` / `chara_card_v3` JSON (and legacy flat V1 JSON) from a pa
 and PNGs with a `ccv3` or `chara` tEXt chunk (base64 JSON), walking the PNG's chunks directly
 so pixels are never decoded (a hostile image cannot exhaust memory). Applies the `{{char}}` and
 `{{user}}` macros. The renderers' appearance lives under `data.extensions["persona/appearance"]`
-and is validated into `pipelines.conditioning.Appearance`; its voice under
+and is validated into `pipelines.conditioning.Appearance`; a card without it (most cards from
+other tools) gets a look derived from its prose (`persona.appearance`). Its voice lives under
 `data.extensions["persona/voice"]` (`persona.voice.tts.VoiceSettings`). Anything malformed, oversized or
 hostile raises `CardError` with a message fit to show a user; nothing is half-loaded.
 Knows nothing about conversations or prompts (see `conversation.py`).
@@ -21,10 +22,11 @@ import struct
 import unicodedata
 import zlib
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from persona.appearance import appearance_from_text
 from persona.voice.tts import VOICE_KEY, VoiceSettings
 from pipelines.conditioning import NAME_MAX_CHARS, Appearance, Character
 
@@ -38,6 +40,9 @@ _MACROS = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
+AppearanceSource = Literal["card", "text", "default"]
+"""Where a card's appearance came from: its `persona/appearance` extension, its prose (at least
+one field was read from it), or nowhere (the default figure)."""
 
 
 class CardError(ValueError):
@@ -79,6 +84,7 @@ class Card(BaseModel):
     spec: str
     data: CardData
     appearance: Appearance
+    appearance_from: AppearanceSource = "card"
     voice: VoiceSettings = VoiceSettings()
 
     @property
@@ -186,11 +192,21 @@ def parse_card(blob: bytes) -> Card:
     else:
         raise CardError(f"unsupported card spec {spec!r}; expected chara_card_v2 or chara_card_v3")
     card_data = _validated(CardData, data, "")
-    appearance = _validated(
-        Appearance, card_data.extensions.get(APPEARANCE_KEY, {}), APPEARANCE_KEY
-    )
+    appearance_from: AppearanceSource = "card"
+    if APPEARANCE_KEY in card_data.extensions:
+        appearance = _validated(Appearance, card_data.extensions[APPEARANCE_KEY], APPEARANCE_KEY)
+    else:
+        prose = "\n".join((card_data.description, card_data.personality, card_data.scenario))
+        derived = appearance_from_text(prose)
+        appearance, appearance_from = derived.appearance, "text" if derived.found else "default"
     voice = _validated(VoiceSettings, card_data.extensions.get(VOICE_KEY, {}), VOICE_KEY)
-    return Card(spec=spec, data=card_data, appearance=appearance, voice=voice)
+    return Card(
+        spec=spec,
+        data=card_data,
+        appearance=appearance,
+        appearance_from=appearance_from,
+        voice=voice,
+    )
 
 
 def load_card(source: str | Path | bytes) -> Card:
