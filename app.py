@@ -16,12 +16,14 @@ import gc
 import html
 import logging
 import os
+import re
 import secrets
 import sys
 import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
+from typing import get_args
 
 import gradio as gr
 from fastapi import FastAPI
@@ -30,10 +32,11 @@ from fastrtc import WebRTC
 from persona.backends import BACKENDS, default_backend_name, make_backend
 from persona.backends.base import BackendError
 from persona.backends.download import downloads_under_way
-from persona.cards import MAX_CARD_BYTES, default_cards
+from persona.cards import MAX_CARD_BYTES, Card, default_cards
 from persona.interpreter import shared_interpreter
 from persona.voice import preload_voice
 from persona.voice.tts import VoiceError
+from pipelines.conditioning import Appearance
 from pipelines.registry import default_pipeline_name, list_pipelines
 from ui.media import PageUpdate, PersonaStream
 from ui.metrics import METRICS_WAITING
@@ -240,7 +243,58 @@ def on_load():
         [{"role": "assistant", "content": shown_in_chat(cards[0].greeting())}],
         gr.update(choices=[c.name for c in cards], value=cards[0].name),
         IDLE_STATUS,
+        *_look(cards[0]),
     )
+
+
+LOOK_COLOURS = {
+    "hair": "Hair",
+    "eyes": "Eyes",
+    "skin": "Skin",
+    "top": "Top",
+    "bottom": "Trousers or skirt",
+    "shoes": "Shoes",
+}
+"""The appearance colours a visitor can adjust, and their labels."""
+HAIR_STYLES = list(get_args(Appearance.model_fields["hair_style"].annotation))
+LOOK_PARTS = len(LOOK_COLOURS) + 2
+"""The look panel's components: the note, the colours, the hair style."""
+
+
+def _look(card: Card) -> tuple:
+    """The look panel for `card`: where its look came from, its colours and hair style."""
+    name, appearance = html.escape(card.name), card.appearance
+    note = {
+        "card": f"{name}'s look comes from the card.",
+        "text": f"Read from {name}'s description: *{html.escape(appearance.description)}*.",
+        "default": f"{name}'s card does not describe a look, so a stand-in figure is drawn.",
+        "page": f"{name}'s look as adjusted here, for this visit.",
+    }[card.appearance_from]
+    colours = (getattr(appearance, field) for field in LOOK_COLOURS)
+    return note, *colours, appearance.hair_style
+
+
+def _as_hex(colour: str) -> str:
+    """A picker's colour as #rrggbb: gradio's ColorPicker gives "rgba(r, g, b, a)", with
+    fractions, while a colour is dragged. Anything else is passed on to be refused."""
+    found = re.fullmatch(r"rgba?\(([^)]*)\)", colour.strip())
+    try:
+        red, green, blue = (
+            min(max(round(float(v)), 0), 255) for v in found.group(1).split(",")[:3]
+        )
+    except (AttributeError, ValueError):
+        return colour
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def on_look(field: str, value: str, state: dict):
+    """One colour or the hair style changed in the look panel."""
+    session = _session(state)
+    try:
+        session.change_look(**{field: value if field == "hair_style" else _as_hex(value)})
+    except SessionError as error:
+        gr.Warning(html.escape(str(error)))
+    return _look(session.card)
 
 
 def on_tick(state: dict | object, request: gr.Request):
@@ -342,23 +396,25 @@ def on_character(name: str, state: dict):
         session.select_card(name)
     except SessionError as error:
         gr.Warning(html.escape(str(error)))
-    return session.chat_history()
+    return session.chat_history(), *_look(session.card)
 
 
 def on_upload(path: str | None, state: dict):
     session = _session(state)
+    unchanged = (gr.update(), gr.update(), None, *(gr.update() for _ in range(LOOK_PARTS)))
     if not path:
-        return gr.update(), gr.update(), None
+        return unchanged
     try:
         card = session.upload_card(Path(path).read_bytes())
     except SessionError as error:
         gr.Warning(html.escape(str(error)))
-        return gr.update(), gr.update(), None
+        return unchanged
     gr.Info(f"Loaded {html.escape(card.name)}.")  # toasts render HTML
     return (
         session.chat_history(),
         gr.update(choices=list(session.cards), value=session.card_key),
         None,
+        *_look(session.card),
     )
 
 
@@ -464,6 +520,17 @@ def build_page() -> gr.Blocks:
                         type="filepath",
                         elem_id="card-upload",
                     )
+                    with gr.Accordion("Look", open=False, elem_id="look"):
+                        look_note = gr.Markdown(elem_id="look-note")
+                        with gr.Row():
+                            colours = [
+                                gr.ColorPicker(label=label, elem_id=f"look-{field}", min_width=80)
+                                for field, label in LOOK_COLOURS.items()
+                            ]
+                        hair_style = gr.Dropdown(
+                            HAIR_STYLES, label="Hair style", elem_id="look-hair-style"
+                        )
+                    look = [look_note, *colours, hair_style]
                     pipeline = gr.Dropdown(
                         _pipeline_choices(),
                         value=default_pipeline_name(),
@@ -477,7 +544,7 @@ def build_page() -> gr.Blocks:
                         elem_id="backend-picker",
                     )
 
-        page.load(on_load, None, [chat, character, status])
+        page.load(on_load, None, [chat, character, status, *look])
 
         async def on_unload(request: gr.Request) -> None:
             threading.Thread(  # closing waits for the model; never on a shared pool's thread
@@ -510,8 +577,10 @@ def build_page() -> gr.Blocks:
             on_follow, [state], [chat], concurrency_limit=None, show_progress="hidden", **private
         )
         chat.clear(on_clear, [state], [chat], **private)
-        character.input(on_character, [character, state], [chat], **private)
-        upload.upload(on_upload, [upload, state], [chat, character, upload], **private)
+        character.input(on_character, [character, state], [chat, *look], **private)
+        upload.upload(on_upload, [upload, state], [chat, character, upload, *look], **private)
+        for field, control in zip([*LOOK_COLOURS, "hair_style"], look[1:], strict=True):
+            control.input(functools.partial(on_look, field), [control, state], look, **private)
         pipeline.input(  # waits for the build: never hold up other visitors' switches
             on_pipeline, [pipeline, state], [pipeline], concurrency_limit=None, **private
         )

@@ -40,9 +40,9 @@ _MACROS = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
-AppearanceSource = Literal["card", "text", "default"]
+AppearanceSource = Literal["card", "text", "default", "page"]
 """Where a card's appearance came from: its `persona/appearance` extension, its prose (at least
-one field was read from it), or nowhere (the default figure)."""
+one field was read from it), nowhere (the default figure), or the visitor's own adjustments."""
 
 
 class CardError(ValueError):

@@ -429,3 +429,29 @@ def test_a_flood_of_messages_is_refused_not_queued_and_the_next_command_still_ac
         list(session.chat(f"message {index}"))
     assert len(session.chat_history()) == 6
     assert session.chat_history()[-2]["content"] == "message 4"
+
+
+def test_a_look_changed_in_the_page_redraws_once_it_settles_and_keeps_the_chat(
+    session: Session,
+) -> None:
+    frames = session.frames()
+    try:
+        deadline = time.monotonic() + 10
+        while session.runner is None and time.monotonic() < deadline:
+            next(frames)
+        first_runner = session.runner
+        list(session.chat("hello"))
+        for shade in range(10):  # a colour dragged across a picker
+            session.change_look(hair=f"#{shade:02x}3355")
+        assert session.runner is first_runner and session.card.appearance.hair == "#093355"
+        while session.runner is first_runner and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.runner is not None and session.runner is not first_runner
+        assert session.runner.character.appearance.hair == "#093355"
+        assert session.card.appearance_from == "page"
+        assert [m["content"] for m in session.chat_history()[1::2]] == ["hello"]
+        with pytest.raises(SessionError, match="cannot be drawn"):
+            session.change_look(hair="pink")
+        assert session.card.appearance.hair == "#093355"
+    finally:
+        session.close()

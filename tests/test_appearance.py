@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
-import struct
-import zlib
 
 import pytest
-from PIL import Image
 
 from persona.appearance import appearance_from_text, resolve_colour
 from persona.cards import parse_card, write_png_card
 from pipelines.conditioning import Appearance
+from tests.card_files import png_with_text_chunks
 
 PINK, AMBER, BLACK = (resolve_colour(name) for name in ("pink", "amber", "black"))
 PROSE = (
@@ -167,20 +163,6 @@ def _card(spec: str = "chara_card_v2", description: str = PROSE, **data: object)
     return json.dumps(card).encode()
 
 
-def _png(chunks: dict[bytes, bytes]) -> bytes:
-    """A 4x4 PNG carrying each card JSON base64-encoded in a tEXt chunk, as card tools write."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 4), "white").save(buffer, format="PNG")
-    png = buffer.getvalue()
-    extra = b""
-    for keyword, payload in chunks.items():
-        body = keyword + b"\x00" + base64.b64encode(payload)
-        extra += struct.pack(">I", len(body)) + b"tEXt" + body
-        extra += struct.pack(">I", zlib.crc32(b"tEXt" + body))
-    iend = png.rindex(b"IEND") - 4
-    return png[:iend] + extra + png[iend:]
-
-
 def _looks_like_prose(appearance: Appearance) -> None:
     assert _near(appearance.hair, "pink", "hair") and appearance.hair_style == "long"
     assert (appearance.eyes, appearance.top, appearance.bottom) == (AMBER, BLACK, BLACK)
@@ -220,7 +202,7 @@ def test_card_with_the_extension_is_unchanged() -> None:
 
 
 def test_v2_png_with_prose_only_loads_the_derived_look() -> None:
-    card = parse_card(_png({b"chara": _card()}))
+    card = parse_card(png_with_text_chunks({b"chara": _card()}))
     assert card.appearance_from == "text"
     _looks_like_prose(card.appearance)
 
@@ -228,7 +210,7 @@ def test_v2_png_with_prose_only_loads_the_derived_look() -> None:
 def test_v3_png_with_prose_only_loads_the_derived_look() -> None:
     # Tools write `ccv3` together with a `chara` fallback; the V3 chunk is the one read.
     other = _card(description="She has short green hair and grey eyes.")
-    card = parse_card(_png({b"chara": other, b"ccv3": _card("chara_card_v3")}))
+    card = parse_card(png_with_text_chunks({b"chara": other, b"ccv3": _card("chara_card_v3")}))
     assert (card.spec, card.appearance_from) == ("chara_card_v3", "text")
     _looks_like_prose(card.appearance)
 
@@ -238,5 +220,5 @@ def test_derived_look_is_written_out_as_the_extension() -> None:
     assert card.to_json()["data"]["extensions"]["persona/appearance"] == (  # type: ignore[index]
         card.appearance.model_dump()
     )
-    reloaded = parse_card(write_png_card(card, _png({})))
+    reloaded = parse_card(write_png_card(card, png_with_text_chunks({})))
     assert (reloaded.appearance, reloaded.appearance_from) == (card.appearance, "card")

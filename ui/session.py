@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from fastrtc import CloseStream
+from pydantic import ValidationError
 
 from persona.backends import make_backend
 from persona.backends.base import Backend, BackendError
@@ -36,6 +37,7 @@ from persona.interpreter import Reading, shared_interpreter
 from persona.state import CharacterState
 from persona.voice.stt import shared_transcriber
 from persona.voice.tts import SAMPLE_RATE, SentenceSplitter, VoiceError, shared_speaker
+from pipelines.conditioning import Appearance
 from pipelines.registry import UnknownPipelineError, build_pipeline, get_entry
 from pipelines.stream import StreamRunner
 from ui.recording import Recording, RecordingError
@@ -68,6 +70,7 @@ MAX_WAITING_MESSAGES = 3
 never queue work, threads or memory)."""
 SKIP_MARK = "*(skipped: more messages came)*"
 """The reply of a message skipped for newer ones, in the chat."""
+LOOK_SETTLE_SECONDS = 0.3
 SEND_BURST = 5
 SEND_INTERVAL_S = 1.0
 """A session may send SEND_BURST messages at once, then one every SEND_INTERVAL_S: typing
@@ -140,6 +143,7 @@ class Session:
         self.streaming = False
         self._stream: object | None = None
         self._stop_requested = threading.Event()
+        self._redraw: threading.Timer | None = None
         self._runner_lock = threading.Lock()
         self._chat_changed = threading.Condition()
         self._transcript: list[dict[str, str]] = []
@@ -222,6 +226,26 @@ class Session:
         self._set_card(card, key)
         self._restart_runner()
         return card
+
+    def change_look(self, **fields: str) -> None:
+        """Redraw the character with some of its appearance changed (`Appearance` fields:
+        colours as #rrggbb, `hair_style`), for this visit; the card keeps its own. The
+        stream is rebuilt once the look has settled for LOOK_SETTLE_SECONDS (a colour being
+        dragged in a picker changes dozens of times a second)."""
+        try:
+            appearance = Appearance.model_validate({**self.card.appearance.model_dump(), **fields})
+        except ValidationError as error:
+            raise SessionError(f"That look cannot be drawn: {error.errors()[0]['msg']}") from None
+        if appearance == self.card.appearance:
+            return
+        update = {"appearance": appearance, "appearance_from": "page"}
+        self.card = self.cards[self.card_key] = self.card.model_copy(update=update)
+        with self._runner_lock:
+            if self._redraw is not None:
+                self._redraw.cancel()
+            self._redraw = threading.Timer(LOOK_SETTLE_SECONDS, self._restart_runner)
+            self._redraw.daemon = True
+            self._redraw.start()
 
     def select_backend(self, name: str) -> str | None:
         """Switch the language backend, keeping the conversation. Returns a notice when it

@@ -402,6 +402,34 @@ class PersonaPage:
             f"window.__probe.frames.filter(f => f.t > {since} && f.t < {until}).map(f => f.mouth)"
         )
 
+    def pixels_near(self, colour: str, tolerance: float = 30) -> int:
+        """How many pixels of the video's current frame, drawn at 128x128, lie within
+        `tolerance` (RGB distance) of `colour` (#rrggbb)."""
+        return self.page.evaluate(
+            """([hex, tolerance]) => {
+              const target = [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
+              const canvas = document.createElement('canvas');
+              canvas.width = canvas.height = 128;
+              const ctx = canvas.getContext('2d');
+              ctx.drawImage(document.querySelector('#persona-video video'), 0, 0, 128, 128);
+              const d = ctx.getImageData(0, 0, 128, 128).data;
+              let near = 0;
+              for (let i = 0; i < d.length; i += 4) {
+                const dr = d[i] - target[0], dg = d[i + 1] - target[1], db = d[i + 2] - target[2];
+                if (dr * dr + dg * dg + db * db <= tolerance * tolerance) near++;
+              }
+              return near;
+            }""",
+            [colour, tolerance],
+        )
+
+    def wait_for_colour(self, colour: str, pixels: int = 300, timeout_s: float = 10) -> int:
+        """Wait until the video shows at least `pixels` near `colour`; return how many it shows."""
+        deadline = time.monotonic() + timeout_s
+        while (near := self.pixels_near(colour)) < pixels and time.monotonic() < deadline:
+            self.page.wait_for_timeout(200)
+        return near
+
     def chat_messages(self) -> list[str]:
         return self.page.locator(CHAT_MESSAGE).all_inner_texts()
 

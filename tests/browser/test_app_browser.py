@@ -20,6 +20,7 @@ from tests.browser.harness import (
     killable_chromium,
     running_app,
 )
+from tests.card_files import png_with_text_chunks
 from tests.servers.hub import LocalHub
 from tests.servers.openai_compatible import OpenAICompatibleServer
 from tests.tiny_chat_model import save_tiny_chat_model
@@ -461,3 +462,47 @@ def test_record_before_start_says_to_start_first(page: PersonaPage) -> None:
     page.page.click("#record-btn")
     page.page.wait_for_selector(".toast-body:has-text('Press Start first')")
     assert page.page.inner_text("#record-btn").strip().endswith("Record")
+
+
+PROSE_CARD = {
+    "name": "Aiko",
+    "description": "{{char}} is a cheerful florist with long pink hair and amber eyes. She "
+    "usually wears a black sundress and white sneakers.",
+    "first_mes": "Hi! I'm Aiko.",
+}
+
+
+def test_a_prose_only_card_is_drawn_in_its_colours_and_its_look_can_be_adjusted(
+    page: PersonaPage, tmp_path: Path
+) -> None:
+    """A SillyTavern-style V3 PNG (`ccv3` with a `chara` fallback) without Persona's appearance
+    extension: the look read from its prose is drawn, shown, and adjusted in the page."""
+    cards = {
+        keyword: json.dumps({"spec": spec, "spec_version": version, "data": PROSE_CARD}).encode()
+        for keyword, spec, version in (
+            (b"chara", "chara_card_v2", "2.0"),
+            (b"ccv3", "chara_card_v3", "3.0"),
+        )
+    }
+    png = tmp_path / "aiko.png"
+    png.write_bytes(png_with_text_chunks(cards))
+    pink, blue = "#f48fb1", "#3a6fd8"
+    page.start()
+    assert page.pixels_near(pink) < 20  # Bram's grey hair
+    page.page.get_by_text("Character, pipeline and brain").click()
+    page.page.set_input_files("#card-upload input[type=file]", str(png))
+    page.page.wait_for_function(
+        "document.querySelector('#look-note').innerText.includes(\"Read from Aiko's description\")"
+    )
+    assert "long pink hair and amber eyes" in page.page.inner_text("#look-note")
+    assert page.wait_for_colour(pink) >= 300  # her hair
+    page.send("please wave", "action: wave")
+    page.page.get_by_text("Look", exact=True).click()
+    page.page.click("#look-hair button.dialog-button")
+    hex_field = "#look-hair .color-picker input[type=text]"
+    page.page.fill(hex_field, blue)
+    page.page.press(hex_field, "Enter")
+    page.page.click("#look-note")  # closes the picker
+    assert page.wait_for_colour(blue) >= 300 and page.pixels_near(pink) < 20
+    assert "as adjusted here" in page.page.inner_text("#look-note")
+    assert "please wave" in page.chat_messages()  # the conversation goes on
