@@ -225,8 +225,16 @@
     if (!(event.target instanceof Element)) return;
     if (event.target.closest("#mute-btn")) media.toggleMute();
     else if (event.target.closest("#mic-btn")) media.toggleMic();
-    else if (event.target.closest("#stream-busy button")) byId("start-btn").click();
+    else if (event.target.closest("#stream-busy button")) tryAgain();
   });
+
+  // Try again: end an attempt still waiting for a route (the stream's button then says
+  // "Waiting" and Start would not press it), then start afresh.
+  function tryAgain() {
+    const button = document.querySelector('#persona-video button[aria-label="start stream"]');
+    if (button && !button.querySelector('[title="start recording"]')) button.click();
+    byId("start-btn").click();  // presses the stream's button once it is idle again
+  }
 
   // Sound held back by the autoplay policy: play muted, and say how to hear it.
   setInterval(() => {

@@ -386,6 +386,9 @@ def test_a_connection_with_no_route_says_so_over_the_video(browser: object, app_
         busy.wait_for(timeout=60_000)
         assert "could not connect through your network" in busy.inner_text()
         assert "PERSONA_TURN_URLS" in busy.inner_text() and busy.locator("button").count() == 1
+        tried = page.page.evaluate("window.__pcs.length")
+        busy.locator("button").click()  # Try again: a new connection is attempted
+        page.page.wait_for_function(f"window.__pcs.length > {tried}", timeout=10_000)
     finally:
         page.close()
 
