@@ -22,18 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from persona.appearance import appearance_from_text, resolve_colour
+from persona.appearance import PART_OF_FIELD, appearance_from_text, resolve_colour
 
 CASES = Path(__file__).resolve().parent / "data" / "appearance_descriptions.json"
-COLOUR_FIELDS = {
-    "hair": "hair",
-    "eyes": "eyes",
-    "skin": "skin",
-    "top": "clothes",
-    "bottom": "clothes",
-    "shoes": "clothes",
-    "accent": "clothes",
-}
 REPEATS = 20
 
 
@@ -47,7 +38,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=60.0)
     args = parser.parse_args()
     cases = json.loads(args.cases.read_text())
-    fields = [*COLOUR_FIELDS, "hair_style"]
+    fields = [*PART_OF_FIELD, "hair_style"]
     expected = dict.fromkeys(fields, 0)
     right = dict.fromkeys(fields, 0)
     unexpected = dict.fromkeys(fields, 0)
@@ -71,7 +62,7 @@ def main() -> None:
             if field == "hair_style":
                 ok = field in derived.found and appearance[field] == want
             else:
-                target = resolve_colour(want, COLOUR_FIELDS[field])
+                target = resolve_colour(want, PART_OF_FIELD[field])
                 if target is None:
                     raise SystemExit(f"{case['id']}: the lexicon has no colour {want!r}")
                 ok = (

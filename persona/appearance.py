@@ -757,7 +757,7 @@ class _Match:
     colour_words: str
 
 
-_PART_OF_FIELD: dict[str, Part] = {
+PART_OF_FIELD: dict[str, Part] = {
     "hair": "hair",
     "eyes": "eyes",
     "skin": "skin",
@@ -766,6 +766,7 @@ _PART_OF_FIELD: dict[str, Part] = {
     "shoes": "clothes",
     "accent": "clothes",
 }
+"""What each Appearance colour field describes, so its colour words are read in that sense."""
 _MAX_PHRASE_CHARS = 120
 READ_CHARS = 20_000
 """Cards describe the look near the top; past one full card field (~10 ms to read) the text
@@ -834,7 +835,7 @@ def _colour_matches(text: str, tokens: list[_Token]) -> dict[str, _Match]:
             else:
                 label = f"{colour_words} {tokens[attachment.noun].text}"
             for field in attachment.fields:
-                colour = None if field in found else _resolve(phrase, _PART_OF_FIELD[field])
+                colour = None if field in found else _resolve(phrase, PART_OF_FIELD[field])
                 if colour is not None:
                     source = _span(text, tokens, start, attachment.end)
                     found[field] = _Match(colour, source, label, colour_words)
