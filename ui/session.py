@@ -344,9 +344,11 @@ class Session:
         return self._start_runner(fallback)
 
     def stop(self) -> None:
-        """Stop button: the stream ends at its next frame and frees its pipeline."""
+        """Stop button: the stream ends at its next frame and frees its pipeline; a recording
+        ends now, its file offered with the page's answer."""
         self._stop_requested.set()
         self._stop_runner()
+        self.stop_recording()
 
     def close(self) -> None:
         """The visitor's page is gone: stop everything and free what the backend keeps."""

@@ -509,3 +509,13 @@ def test_a_prose_only_card_is_drawn_in_its_colours_and_its_look_can_be_adjusted(
     assert page.wait_for_colour(blue) >= 300 and page.pixels_near(pink) < 20
     assert "as adjusted here" in page.page.inner_text("#look-note")
     assert "please wave" in page.chat_messages()  # the conversation goes on
+
+
+def test_stop_ends_a_recording_and_offers_it(page: PersonaPage) -> None:
+    page.start()
+    page.page.click("#record-btn")
+    page.page.wait_for_function("document.querySelector('#record-btn').innerText.includes('Stop')")
+    page.page.wait_for_timeout(1500)
+    page.stop()
+    page.page.wait_for_selector("#recording a", timeout=15_000)
+    assert page.page.inner_text("#record-btn").strip().endswith("Record")
