@@ -210,7 +210,8 @@ class PersonaStream(AsyncAudioVideoStreamHandler):
     def _page_update(self) -> AdditionalOutputs | None:
         """What changed on the page since last pushed: the chat and notices (at most every
         CHAT_PUSH_SECONDS), the status line (at once when what it names changes, its fps once
-        a second) and the metrics (once a second)."""
+        a second), the metrics (once a second) and the recording's state (a recording that
+        reached its cap is stopped here, and its file offered)."""
         session = self.session
         if session is None:
             return None
