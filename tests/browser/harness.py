@@ -93,7 +93,7 @@ PROBE = """
       if (probe.reference) for (let i = 0; i < 4096; i++) changed += Math.abs(g[i] - probe.reference[i]) > 40;
       probe.frames.push({ t: now, changed: changed / 4096, mean: g.reduce((a, b) => a + b, 0) / 4096,
                           mouth: mouthArea(video) });
-      if (probe.frames.length > 3000) probe.frames.splice(0, 1000);
+      if (probe.frames.length > 20000) probe.frames.splice(0, 5000);  // 11 min (3000 dropped a 2-min talk's start)
       probe.last = g;
       onFrame(video);
     });
@@ -118,7 +118,7 @@ PROBE = """
       let sum = 0;
       for (const x of samples) sum += x * x;
       into.push({ t: performance.now(), rms: gain() * Math.sqrt(sum / samples.length) });
-      if (into.length > 6000) into.splice(0, 2000);
+      if (into.length > 30000) into.splice(0, 10000);  // 10 min (6000 dropped a 2-min talk's start)
     }, 20);
   }
   probe.sound = [];
