@@ -38,6 +38,7 @@ from persona.voice import preload_voice
 from persona.voice.tts import VoiceError
 from pipelines.conditioning import Appearance
 from pipelines.registry import default_pipeline_name, list_pipelines
+from pipelines.remote import ray_address
 from ui.media import PageUpdate, PersonaStream
 from ui.metrics import METRICS_WAITING
 from ui.session import IDLE_STATUS, Session, SessionError, shown_in_chat
@@ -606,6 +607,7 @@ def build_app() -> FastAPI:
             "sessions": len(SESSIONS),
             "streaming": _streams_now(),
             "downloads": [p.describe() for p in downloads_under_way()],
+            "pipelines_on": f"ray {ray_address()}" if ray_address() else "this process",
         }
 
     return gr.mount_gradio_app(server, build_page(), path="/", max_file_size=MAX_CARD_BYTES)

@@ -55,6 +55,8 @@ class PipelineEntry:
     config: type[BaseModel]
     unavailable_reason: Callable[[], str | None] = lambda: None
     """None when it can run here, else a sentence saying why not."""
+    gpus_per_stream: float = 0.0
+    """GPUs one stream needs: what its actor declares on a Ray cluster (`pipelines.remote`)."""
 
     def availability(self) -> tuple[bool, str]:
         try:
@@ -168,5 +170,6 @@ register(
         target="pipelines.wan.pipeline:WanPipeline",
         config=WanConfig,
         unavailable_reason=_wan_unavailable,
+        gpus_per_stream=1.0,
     )
 )

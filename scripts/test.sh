@@ -9,6 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-llm.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-ray.txt
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/ffprobe ]; then
   packages="chromium ffmpeg"  # ffprobe checks the recordings the browser tests download

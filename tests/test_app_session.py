@@ -394,7 +394,9 @@ def test_a_message_sent_while_the_character_still_thinks_does_not_cut_it_off(
         session.send(message)
     final = list(session.follow())[-1][0]
     replies = [m["content"].strip() for m in final[2::2]]
-    assert all(replies) and not any("cut off" in r for r in replies)
+    # The first may already be spoken when the third is typed (typing over speech cuts it);
+    # the two after it had not begun when the next came, and are answered whole.
+    assert all(replies) and not any("cut off" in r for r in replies[1:])
     assert replies[1] != "one moment please." and "sad" in replies[1].lower()  # brief
     assert replies[2] == "one moment please."  # the newest: the model's own words
 

@@ -38,7 +38,8 @@ from persona.state import CharacterState
 from persona.voice.stt import shared_transcriber
 from persona.voice.tts import SAMPLE_RATE, SentenceSplitter, VoiceError, shared_speaker
 from pipelines.conditioning import Appearance
-from pipelines.registry import UnknownPipelineError, build_pipeline, get_entry
+from pipelines.registry import UnknownPipelineError, get_entry
+from pipelines.remote import build_for_stream
 from pipelines.stream import StreamRunner
 from ui.recording import Recording, RecordingError
 
@@ -293,7 +294,7 @@ class Session:
         what was built and return None."""
         pipeline = None
         try:
-            pipeline = build_pipeline(name)
+            pipeline = build_for_stream(name)
             return StreamRunner(
                 pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
             )
