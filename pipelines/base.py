@@ -21,6 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.conditioning import Character, Conditioning
 
 
+class PipelineGone(RuntimeError):
+    """A pipeline that cannot step again (its remote worker died, taking its state): the
+    stream runner ends the stream with this message instead of retrying."""
+
+
 class PipelineSpec(BaseModel):
     """What a pipeline instance produces and needs, declared before it runs."""
 

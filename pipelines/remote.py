@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.base import Pipeline, PipelineSpec
+from pipelines.base import Pipeline, PipelineGone, PipelineSpec
 from pipelines.conditioning import Character, Conditioning
 from pipelines.registry import build_pipeline, get_entry
 
@@ -31,7 +31,7 @@ CPUS_PER_STREAM = float(os.environ.get("PERSONA_RAY_CPUS_PER_STREAM", "1"))
 """CPUs a CPU pipeline's actor declares: Ray places no more streams on a node than it has."""
 
 
-class RemotePipelineGone(RuntimeError):
+class RemotePipelineGone(PipelineGone):
     """The stream's actor (or its node) died: its state is gone with it."""
 
 

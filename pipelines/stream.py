@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.base import Pipeline
+from pipelines.base import Pipeline, PipelineGone
 from pipelines.conditioning import Character, Conditioning
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,11 @@ class StreamRunner:
             self._step_timer.record(took)
             self._step_seconds.append(took)
             self.error = None
+        except PipelineGone as error:  # nothing to retry: the stream ends, saying why
+            self.error = str(error)
+            log.warning("pipeline gone: %s", error)
+            self._stop.set()
+            return
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
             log.exception("pipeline step failed; retrying")

@@ -8,7 +8,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from pipelines.base import Pipeline, PipelineSpec
+from pipelines.base import Pipeline, PipelineGone, PipelineSpec
 from pipelines.conditioning import Character, Conditioning, Timeline
 from pipelines.stream import (
     PHASE_MARGIN_SECONDS,
@@ -141,6 +141,28 @@ def test_runner_survives_failing_steps() -> None:
     assert pipeline.steps > 3 and len(frames) > 10
     times = [f.display_at for f in frames]
     assert times == sorted(times)
+
+
+class VanishingPipeline(ColourPipeline):
+    """Steps twice, then its (remote) worker is gone for good."""
+
+    def step(self, conditioning):  # type: ignore[no-untyped-def]
+        if self.steps >= 2:
+            self.steps += 1
+            raise PipelineGone("the worker is gone")
+        return super().step(conditioning)
+
+
+def test_a_pipeline_that_is_gone_ends_the_stream_with_its_reason() -> None:
+    pipeline = VanishingPipeline()
+    runner = StreamRunner(pipeline, Character(name="Test"), Timeline(time.monotonic()).sample)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while runner.running and time.monotonic() < deadline:
+        runner.next_frame()
+        time.sleep(0.01)
+    assert not runner.running and runner.error == "the worker is gone"
+    assert pipeline.steps == 3 and pipeline.closed  # not retried; freed
 
 
 class SlowPipeline(ColourPipeline):
