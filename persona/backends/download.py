@@ -22,6 +22,8 @@ MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 """What a transformers chat model needs: config, weights, tokenizer. Not ONNX or GGUF copies."""
 RETRY_AFTER_SECONDS = 30.0
 """A failed download is tried again on the next request after this long, not at once."""
+DISK_READ_SECONDS = 0.1
+"""How fresh a download's byte count is: one read of the cache folder serves every asker."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class HubDownload:
         self.started = time.monotonic()
         self._total: int | None = None
         self._folder: str | None = None
+        self._disk_read: tuple[float, int] = (float("-inf"), 0)
         self._error: str | None = None
         self._done = threading.Event()
         threading.Thread(target=self._run, name="hub-download", daemon=True).start()
@@ -97,7 +100,16 @@ class HubDownload:
         )
 
     def _bytes_on_disk(self) -> int:
-        """The repository's blobs in the cache, finished and under way (`.incomplete`)."""
+        """The repository's blobs in the cache, finished and under way (`.incomplete`), read
+        from disk at most every DISK_READ_SECONDS however many streams' status lines ask (each
+        stream checks its status at every frame)."""
+        read_at, size = self._disk_read
+        now = time.monotonic()
+        if now - read_at >= DISK_READ_SECONDS:
+            self._disk_read = (now, size := self._read_bytes_on_disk())
+        return size
+
+    def _read_bytes_on_disk(self) -> int:
         from huggingface_hub import constants
         from huggingface_hub.file_download import repo_folder_name
 
