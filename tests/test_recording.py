@@ -45,6 +45,7 @@ def test_a_recording_holds_the_frames_and_sound_in_time() -> None:
     recording.stop()
     assert recording.finished.wait(10)
     try:
+        assert recording.file == recording.path  # written whole
         assert recording.path.name.startswith("Bram-O-Neil-") and recording.path.suffix == ".mp4"
         frames, sound, duration = _read(recording)
         assert recording.dropped == 0
@@ -55,7 +56,7 @@ def test_a_recording_holds_the_frames_and_sound_in_time() -> None:
         assert min(loud[1:9]) > 0.1 and max(loud[11:]) < 0.01  # the tone stops at 1 s
     finally:
         recording.delete()
-    assert not recording.folder.exists()
+    assert not recording.folder.exists() and recording.file is None
 
 
 def test_a_recording_stops_itself_at_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:

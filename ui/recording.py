@@ -51,7 +51,7 @@ def _bytes_held(folder: Path) -> int:
 
 
 class Recording:
-    """One recording, from `start()` to `stop()`; `path` is the MP4 once `finished` is set."""
+    """One recording, from its creation to `stop()`; `file` is the MP4 once written."""
 
     def __init__(self, character: str, sample_rate: int) -> None:
         folder = recordings_folder()
@@ -64,6 +64,8 @@ class Recording:
         self.path = self.folder / f"{name}-{time.strftime('%Y-%m-%d-%H%M%S')}.mp4"
         self.sample_rate = sample_rate
         self.finished = threading.Event()
+        """Set when the encoder is done, the file written (`file`) or given up (None)."""
+        self.file: Path | None = None
         self.dropped = 0
         """Frames and sound slices the encoder could not keep up with."""
         self._start: float | None = None
@@ -117,12 +119,14 @@ class Recording:
     def delete(self) -> None:
         self.stop()
         self.finished.wait(timeout=10)
+        self.file = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _encode(self) -> None:
         try:
             with av.open(str(self.path), "w") as container:
                 _Encoder(container, self.sample_rate).run(self._queue)
+            self.file = self.path
         except Exception:
             log.exception("recording failed")
             self.path.unlink(missing_ok=True)

@@ -387,8 +387,7 @@ class Session:
     def recording_state(self) -> tuple[bool, Path | None]:
         """(recording now, the file of the last recording once it is written)."""
         recorded = self.recorded
-        ready = recorded is not None and recorded.finished.is_set() and recorded.path.exists()
-        return self.recording is not None, recorded.path if ready else None
+        return self.recording is not None, recorded.file if recorded is not None else None
 
     def frames(self) -> Iterator[np.ndarray | CloseStream]:
         """The media connection's frame source: BGR frames at the display's pace, never
