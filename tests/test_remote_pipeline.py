@@ -45,7 +45,7 @@ def test_without_an_address_pipelines_are_local(monkeypatch: pytest.MonkeyPatch)
 def test_a_remote_pipeline_draws_what_a_local_one_draws_and_leaves_no_actor(cluster: None) -> None:
     remote, local = RemotePipeline("puppet", "auto"), build_pipeline("puppet")
     assert remote.spec == local.spec
-    assert ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0.0) == 1
+    assert _cpus_held(wait_s=0) == 1  # one stream, one actor
     character = Character(name="Bram")
     remote.reset(character)
     local.reset(character)
