@@ -37,15 +37,22 @@ from persona.interpreter import shared_interpreter
 from persona.voice import preload_voice
 from persona.voice.tts import VoiceError
 from pipelines.conditioning import Appearance
-from pipelines.registry import default_pipeline_name, list_pipelines
-from pipelines.remote import ray_address
+from pipelines.registry import default_pipeline_name
+from pipelines.remote import cluster_report, ray_address, stream_pipelines
+from pipelines.remote import connect as connect_to_cluster
 from ui.media import PageUpdate, PersonaStream
 from ui.metrics import METRICS_WAITING
 from ui.session import IDLE_STATUS, Session, SessionError, shown_in_chat
 
 log = logging.getLogger("persona.app")
 HERE = Path(__file__).resolve().parent
-MAX_STREAMS = int(os.environ.get("PERSONA_MAX_STREAMS", "4"))
+MAX_STREAMS: int | None = (
+    int(os.environ["PERSONA_MAX_STREAMS"])
+    if os.environ.get("PERSONA_MAX_STREAMS")
+    else (None if ray_address() else 4)
+)
+"""Streams this process lets in at once. On a Ray cluster, unset: as many as the cluster has
+places for (a stream that finds none is told so: `pipelines.remote.ClusterFull`)."""
 EXAMPLES = [
     "please wave",
     "dance happily",
@@ -121,7 +128,7 @@ def _forget_finished_events(page: gr.Blocks) -> None:
 def _pipeline_choices() -> list[tuple[str, str]]:
     return [
         (s.name if s.available else f"{s.name} (unavailable: {s.reason})", s.name)
-        for s in list_pipelines()
+        for s in stream_pipelines()
     ]
 
 
@@ -129,7 +136,9 @@ ENVIRONMENT = """environment:
   PERSONA_PIPELINE        the default video pipeline (puppet, tiny_ar, wan)
   PERSONA_BACKEND         the default brain: embedded | offline | openai | hf | transformers
                           (default: embedded where its model is installed, else offline)
-  PERSONA_MAX_STREAMS     concurrent streams (default 4)
+  PERSONA_MAX_STREAMS     concurrent streams (default 4; on a Ray cluster, its capacity)
+  PERSONA_RAY_ADDRESS     run each stream's pipeline on this Ray cluster (auto, HOST:PORT,
+                          ray://HOST:10001); see the README
   PERSONA_STREAM_SECONDS  length of one stream (default 600)
   PERSONA_TURN_URLS       a TURN relay of your own for WebRTC through NAT and share links
                           (comma-separated turn: URLs), with PERSONA_TURN_USERNAME and
@@ -184,6 +193,8 @@ def _preload_models() -> None:
 
 
 def _load_models() -> None:
+    if ray_address():
+        connect_to_cluster(ray_address())
     shared_interpreter()
     try:
         make_backend(default_backend_name()).preload()
@@ -560,7 +571,7 @@ def build_page() -> gr.Blocks:
             PersonaStream(_session, functools.partial(_drop_connection, video), _streams_now),
             inputs=[video, state],
             outputs=[video],
-            concurrency_limit=MAX_STREAMS,
+            concurrency_limit=MAX_STREAMS or sys.maxsize,  # (fastrtc reads None as 1)
             time_limit=None,  # the session ends its stream, and the stream its connection
         )
         video.on_additional_outputs(
@@ -602,12 +613,13 @@ def build_app() -> FastAPI:
         return {
             "status": "ok",
             "ready": MODELS_LOADED.is_set(),
-            "pipelines": [{"name": s.name, "available": s.available} for s in list_pipelines()],
+            "pipelines": [{"name": s.name, "available": s.available} for s in stream_pipelines()],
             "max_streams": MAX_STREAMS,
             "sessions": len(SESSIONS),
             "streaming": _streams_now(),
             "downloads": [p.describe() for p in downloads_under_way()],
             "pipelines_on": f"ray {ray_address()}" if ray_address() else "this process",
+            **({"cluster": cluster_report()} if ray_address() else {}),
         }
 
     return gr.mount_gradio_app(server, build_page(), path="/", max_file_size=MAX_CARD_BYTES)

@@ -6,33 +6,59 @@ gives each stream a pipeline of its own in a Ray actor, placed by Ray on a node 
 resources it declares (a GPU for the pipelines that need CUDA, a CPU otherwise), so more
 visitors are served than one machine holds. The actor builds the pipeline once, keeps its state
 (a KV cache) for the stream's life, and answers each step with one chunk of uint8 frames; the
-stream runner cannot tell it from a local pipeline. One actor per stream keeps a stream's state
-on one replica explicitly: a dead actor or node raises `RemotePipelineGone` on the next call, a
-clear end rather than a silent reset, and `close` kills the actor so none is left behind.
-Unset, nothing changes and Ray is never imported (it is an optional requirement:
-`requirements-ray.txt`).
+stream runner cannot tell it from a local pipeline.
+
+One actor per stream keeps a stream's state on one replica explicitly: a dead actor or node
+(or one that stops answering) raises `RemotePipelineGone` on the next call, a clear end rather
+than a silent reset, and `close` kills the actor. Actors are owned by the app's process, so Ray
+removes them if the app dies too. A stream is refused at once (`ClusterFull`) when the
+cluster has no room left for one more of its kind: the cluster's capacity is the app's
+concurrency limit. Unset, nothing changes and Ray is never imported (it is an optional
+requirement: `requirements-ray.txt`).
 """
 
 from __future__ import annotations
 
-import functools
+import math
 import os
+import threading
+import time
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
 from pipelines.base import Pipeline, PipelineGone, PipelineSpec
 from pipelines.conditioning import Character, Conditioning
-from pipelines.registry import build_pipeline, get_entry
+from pipelines.registry import PipelineStatus, build_pipeline, get_entry, list_pipelines
 
 RAY_ADDRESS_ENV = "PERSONA_RAY_ADDRESS"
 ACTOR_NAMESPACE = "persona"
+ACTOR_PREFIX = "persona-stream-"
+"""Names of stream actors (`ray list actors`, `ray.util.list_named_actors`) start so."""
 CPUS_PER_STREAM = float(os.environ.get("PERSONA_RAY_CPUS_PER_STREAM", "1"))
 """CPUs a CPU pipeline's actor declares: Ray places no more streams on a node than it has."""
+PLACE_SECONDS = float(os.environ.get("PERSONA_RAY_PLACE_SECONDS", "30"))
+"""How long a new stream waits for Ray to place and start its actor (a place that looked free
+was taken by another app process in the meantime, a node is starting) before it is refused."""
+LOAD_SECONDS = float(os.environ.get("PERSONA_RAY_LOAD_SECONDS", "900"))
+"""How long an actor may take to build its pipeline (a first download of a large model)."""
+RELEASE_SECONDS = 1.0
+"""A full cluster is looked at again for this long before a stream is refused: a place freed
+by a closed actor shows in Ray's resource view 20-80 ms later (a restarting stream frees its
+own place just before it asks again)."""
+STEP_SECONDS = float(os.environ.get("PERSONA_RAY_STEP_SECONDS", "60"))
+"""A step that takes longer than this (a hung node) ends the stream as gone."""
+RESOURCE_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
 
 
 class RemotePipelineGone(PipelineGone):
-    """The stream's actor (or its node) died: its state is gone with it."""
+    """The stream's actor (or its node) died or stopped answering: its state is gone with it."""
+
+
+class ClusterFull(PipelineGone):
+    """The cluster has no room for one more stream of this pipeline."""
 
 
 def ray_address() -> str | None:
@@ -46,21 +72,66 @@ def build_for_stream(name: str) -> Pipeline:
     return build_pipeline(name) if address is None else RemotePipeline(name, address)
 
 
-@functools.cache
-def _connect(address: str) -> None:
+def stream_pipelines() -> list[PipelineStatus]:
+    """The pipelines a stream can have: those that can run in this process, or, on a Ray
+    cluster, those it has a node for (a GPU pipeline behind a CPU-only front door)."""
+    address = ray_address()
+    if address is None:
+        return list_pipelines()
+    connect(address)
+    return [PipelineStatus(s.name, s.description, *_on_cluster(s.name)) for s in list_pipelines()]
+
+
+def stream_pipeline_availability(name: str) -> tuple[bool, str]:
+    """(can a stream have pipeline `name`, why not): see `stream_pipelines`."""
+    address = ray_address()
+    if address is None:
+        return get_entry(name).availability()
+    connect(address)
+    return _on_cluster(name)
+
+
+def _on_cluster(name: str) -> tuple[bool, str]:
+    if places(name)[0]:
+        return True, "ready on the Ray cluster"
+    need = ", ".join(f"{v:g} {RESOURCE_NAMES[k]}" for k, v in _resources(name).items())
+    return False, f"the Ray cluster has no node with {need}"
+
+
+_CONNECT_LOCK = threading.Lock()
+
+
+def connect(address: str) -> None:
+    """Join this process to the cluster at `address` (once, whichever thread asks first)."""
     import ray
 
-    if not ray.is_initialized():  # (a test may have joined this process to a cluster)
-        ray.init(address=address, log_to_driver=False, namespace=ACTOR_NAMESPACE)
+    with _CONNECT_LOCK:
+        if ray.is_initialized():  # (or a test joined this process to a cluster)
+            return
+        try:
+            ray.init(address=address, log_to_driver=False, namespace=ACTOR_NAMESPACE)
+        except ConnectionError as error:
+            raise ConnectionError(
+                f"no Ray cluster answers at {RAY_ADDRESS_ENV}={address} ({error}): start one"
+                " with `ray start --head` (see the README), or unset it to run pipelines here"
+            ) from None
 
 
 class PipelineActor:
-    """Runs in a Ray worker: one pipeline for one stream."""
+    """Runs in a Ray worker: one pipeline for one stream. It is built by `load`, not in the
+    constructor, so that waiting for a place on the cluster and loading a model are told apart."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+
+    def where(self) -> tuple[str, int]:
+        """(the node it runs on, its worker process id)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
+    def load(self, name: str) -> PipelineSpec:
         self.pipeline = build_pipeline(name)
-
-    def spec(self) -> PipelineSpec:
         return self.pipeline.spec
 
     def reset(self, character: Character) -> None:
@@ -76,16 +147,59 @@ def _resources(name: str) -> dict[str, float]:
     return {"num_gpus": gpus, "num_cpus": 1.0} if gpus else {"num_cpus": CPUS_PER_STREAM}
 
 
+def places(name: str) -> tuple[int, int]:
+    """(streams of pipeline `name` the cluster holds in all, places free for more now)."""
+    import ray
+
+    total, free = ray.cluster_resources(), ray.available_resources()
+    need = {RESOURCE_NAMES[k]: v for k, v in _resources(name).items() if v}
+
+    def fits(resources: dict[str, float]) -> int:
+        return min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in need.items())
+
+    return fits(total), fits(free)
+
+
+_LIVE: set[RemotePipeline] = set()
+_LIVE_LOCK = threading.Lock()
+
+
 class RemotePipeline(Pipeline):
     """A pipeline in its own Ray actor; the same calls as a local one."""
 
     def __init__(self, name: str, address: str) -> None:
         import ray
 
-        _connect(address)
+        connect(address)
         self.name = name
-        self._actor = ray.remote(**_resources(name))(PipelineActor).remote(name)
-        self.spec = self._call("spec")
+        total, free = places(name)
+        deadline = time.monotonic() + RELEASE_SECONDS
+        while total and free < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            total, free = places(name)
+        if not total:
+            raise ClusterFull(_on_cluster(name)[1])
+        if free < 1:
+            raise ClusterFull(
+                f"every place on the cluster for a {name} stream is taken ({total} of {total}"
+                " in use); try again in a minute"
+            )
+        self.actor_name = f"{ACTOR_PREFIX}{name}-{uuid.uuid4().hex[:12]}"
+        self._actor = (
+            ray.remote(PipelineActor)
+            .options(name=self.actor_name, max_restarts=0, **_resources(name))
+            .remote()
+        )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            self.node_id, self.pid = self._call(
+                "where", timeout=PLACE_SECONDS, late="found no place on the cluster"
+            )
+            self.spec = self._call("load", name, timeout=LOAD_SECONDS, late="did not load")
+        except BaseException:
+            self.close()
+            raise
 
     def reset(self, character: Character) -> None:
         self._call("reset", character)
@@ -97,19 +211,73 @@ class RemotePipeline(Pipeline):
     def close(self) -> None:
         import ray
 
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         actor, self._actor = self._actor, None
         if actor is not None:
             ray.kill(actor)
 
-    def _call(self, method: str, *args: object):  # type: ignore[no-untyped-def]
+    def _call(
+        self,
+        method: str,
+        *args: object,
+        timeout: float = STEP_SECONDS,
+        late: str = "stopped answering",
+    ):  # type: ignore[no-untyped-def]
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
 
-        if self._actor is None:
+        actor = self._actor
+        if actor is None:
             raise RemotePipelineGone(f"the {self.name} pipeline was closed")
         try:
-            return ray.get(getattr(self._actor, method).remote(*args))
-        except RayActorError as error:
+            return ray.get(getattr(actor, method).remote(*args), timeout=timeout)
+        except GetTimeoutError:
+            self.close()
+            error: PipelineGone = RemotePipelineGone(
+                f"the {self.name} pipeline's Ray actor {late} within {timeout:g} s"
+            )
+            if method == "where":
+                error = ClusterFull(f"{error}; try again in a minute")
+            raise error from None
+        except (RayActorError, NodeDiedError) as died:
+            self.close()
             raise RemotePipelineGone(
-                f"the {self.name} pipeline's Ray actor is gone ({type(error).__name__})"
+                f"the {self.name} pipeline's Ray worker is gone ({type(died).__name__})"
             ) from None
+
+
+def cluster_report() -> dict:
+    """The cluster for `/health`: its nodes (alive, address, resources, this app's streams on
+    each), its resources in all and free, its places for each pipeline's streams, and the
+    streams this app runs there."""
+    import ray
+
+    if not ray.is_initialized():
+        return {"connected": False}
+    with _LIVE_LOCK:
+        streams = Counter(p.node_id for p in _LIVE if hasattr(p, "node_id"))
+
+    def rounded(resources: dict[str, float]) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in resources.items() if k in ("CPU", "GPU")}
+
+    return {
+        "connected": True,
+        "nodes": [
+            {
+                "node_id": node["NodeID"],
+                "address": node["NodeManagerAddress"],
+                "alive": node["Alive"],
+                "resources": rounded(node["Resources"]),
+                "streams": streams.get(node["NodeID"], 0),
+            }
+            for node in ray.nodes()
+        ],
+        "resources": rounded(ray.cluster_resources()),
+        "available": rounded(ray.available_resources()),
+        "places": {  # streams of each pipeline the cluster holds in all, and free now
+            s.name: dict(zip(("total", "free"), places(s.name), strict=True))
+            for s in list_pipelines()
+        },
+        "streams": sum(streams.values()),
+    }

@@ -171,6 +171,8 @@ class StreamRunner:
         self.max_buffered = chunks_ahead * self.spec.chunk_frames
         self.showing: Frame | None = None
         self.error: str | None = None
+        self.gone: str | None = None
+        """Why the pipeline can never step again (`PipelineGone`): the stream must end."""
         self._queue: deque[Frame] = deque()
         self._lock = threading.Condition()
         self._stop = threading.Event()
@@ -234,6 +236,9 @@ class StreamRunner:
                 if not self._wait_for_room():
                     break
                 self._render_chunk()
+        except PipelineGone as error:  # reset or a step: its worker died, with its state
+            self.error = self.gone = str(error)
+            log.warning("pipeline gone: %s", error)
         except Exception as error:  # reset failed: nothing to stream
             self.error = f"{type(error).__name__}: {error}"
             log.exception("stream runner failed to start")
@@ -271,11 +276,8 @@ class StreamRunner:
             self._step_timer.record(took)
             self._step_seconds.append(took)
             self.error = None
-        except PipelineGone as error:  # nothing to retry: the stream ends, saying why
-            self.error = str(error)
-            log.warning("pipeline gone: %s", error)
-            self._stop.set()
-            return
+        except PipelineGone:  # nothing to retry: the stream ends, saying why (in _work)
+            raise
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
             log.exception("pipeline step failed; retrying")

@@ -161,7 +161,7 @@ def test_a_pipeline_that_is_gone_ends_the_stream_with_its_reason() -> None:
     while runner.running and time.monotonic() < deadline:
         runner.next_frame()
         time.sleep(0.01)
-    assert not runner.running and runner.error == "the worker is gone"
+    assert not runner.running and runner.error == runner.gone == "the worker is gone"
     assert pipeline.steps == 3 and pipeline.closed  # not retried; freed
 
 

@@ -19,6 +19,12 @@
     throw new DOMException("the microphone needs a secure page, https or localhost", "NotSupportedError");
   };
   const live = new Set();
+  let newest = null;  // the page's latest connection: an older one ending says nothing
+  let stoppedAt = -Infinity;
+  const stopPressed = () => performance.now() - stoppedAt < 3000;  // the visitor's own Stop
+  document.addEventListener("click", (event) => {
+    if (event.target instanceof Element && event.target.closest("#stop-btn")) stoppedAt = performance.now();
+  }, true);
   const Native = window.RTCPeerConnection;
   function TrackedPeerConnection(...args) {
     const pc = new Native(...args);
@@ -28,6 +34,21 @@
       if (pc.connectionState === "failed") sayOverVideo(NO_ROUTE);
       if (pc.connectionState === "connected") sayOverVideo(null);
     });
+    // The server ended the stream (its worker stopped, no worker was free, time was up): its
+    // reason stays over the video with a retry, where the component's toast would fade.
+    const createDataChannel = pc.createDataChannel.bind(pc);
+    pc.createDataChannel = (...options) => {
+      const channel = createDataChannel(...options);
+      channel.addEventListener("message", (event) => {
+        let message = null;
+        try { message = JSON.parse(event.data); } catch { return; }
+        if (message && message.type === "end_stream" && pc === newest && !stopPressed()) {
+          sayOverVideo(message.data);
+        }
+      });
+      return channel;
+    };
+    newest = pc;
     setTimeout(() => {  // answered, yet never connected (no route found, nor failed: no candidates)
       if (live.has(pc) && pc.remoteDescription && pc.connectionState !== "connected") {
         sayOverVideo(NO_ROUTE);

@@ -37,9 +37,10 @@ from persona.interpreter import Reading, shared_interpreter
 from persona.state import CharacterState
 from persona.voice.stt import shared_transcriber
 from persona.voice.tts import SAMPLE_RATE, SentenceSplitter, VoiceError, shared_speaker
+from pipelines.base import PipelineGone
 from pipelines.conditioning import Appearance
-from pipelines.registry import UnknownPipelineError, get_entry
-from pipelines.remote import build_for_stream
+from pipelines.registry import UnknownPipelineError
+from pipelines.remote import build_for_stream, stream_pipeline_availability
 from pipelines.stream import StreamRunner
 from ui.recording import Recording, RecordingError
 
@@ -141,6 +142,8 @@ class Session:
         self.backend = self.offline if backend_name == "offline" else make_backend(backend_name)
         self.runner: StreamRunner | None = None
         self.build_error: str | None = None
+        self.no_worker: str | None = None
+        """Why this stream got no pipeline worker (a full cluster): the stream ends with it."""
         self.streaming = False
         self._stream: object | None = None
         self._stop_requested = threading.Event()
@@ -275,7 +278,7 @@ class Session:
         `PIPELINE_BUILD_WAIT_S`): one that fails to start raises `SessionError`, and the
         pipeline that was playing is started again, so the stream goes on."""
         try:
-            available, reason = get_entry(name).availability()
+            available, reason = stream_pipeline_availability(name)
         except UnknownPipelineError as error:
             raise SessionError(str(error)) from None
         if not available:
@@ -289,36 +292,46 @@ class Session:
 
     # -- video ------------------------------------------------------------------------------
 
-    def _build_runner(self, name: str, card: Card) -> StreamRunner | None:
+    def _build_runner(
+        self, name: str, card: Card
+    ) -> tuple[StreamRunner, None] | tuple[None, Exception]:
         """Build pipeline `name` and its runner; on any failure say so in `build_error`, free
-        what was built and return None."""
+        what was built and return the failure instead."""
         pipeline = None
         try:
             pipeline = build_for_stream(name)
-            return StreamRunner(
+            runner = StreamRunner(
                 pipeline, card.to_character(), self.state.conditioning_at, clock=self.clock
             )
+            return runner, None
         except Exception as error:  # any failure: say so, free what was built, go on
             log.warning("could not start pipeline %s: %s", name, error)
-            self.build_error = f"could not start {name} ({type(error).__name__})"
+            self.build_error = (
+                str(error)  # no worker for it (a full cluster): said as it is
+                if isinstance(error, PipelineGone)
+                else f"could not start {name} ({type(error).__name__})"
+            )
             if pipeline is not None:
                 pipeline.close()
-            return None
+            return None, error
 
     def _start_runner(self, fallback: str | None = None) -> threading.Thread:
         """Build the pipeline and start its runner, on a worker thread (building can be slow).
         If it fails, `fallback` (the pipeline that was playing) is built instead. One pipeline
         at a time: two large models may not fit in memory together."""
         card, name = self.card, self.pipeline_name
+        self.no_worker = None
 
         def build() -> None:
             self.build_error = None
-            runner = self._build_runner(name, card)
+            runner, failure = self._build_runner(name, card)
             if runner is None and fallback not in (None, name) and self.pipeline_name == name:
                 self.pipeline_name = fallback
                 self.build_error += f"; back on {fallback}"
-                runner = self._build_runner(fallback, card)
+                runner, failure = self._build_runner(fallback, card)
             if runner is None:
+                if isinstance(failure, PipelineGone):
+                    self.no_worker = str(failure)
                 return
             with self._runner_lock:
                 if self._stop_requested.is_set() or card is not self.card:
@@ -418,6 +431,11 @@ class Session:
                     )
                     return
                 runner = self.runner
+                ended = self._worker_lost(runner)
+                if ended is not None:
+                    self._end_stream(stream)
+                    yield CloseStream(ended)
+                    return
                 frame = runner.next_frame() if runner is not None else None
                 if frame is not None:
                     last = np.ascontiguousarray(frame.image[..., ::-1])
@@ -425,6 +443,14 @@ class Session:
                 yield last
         finally:
             self._end_stream(stream)
+
+    def _worker_lost(self, runner: StreamRunner | None) -> str | None:
+        """Why the stream cannot go on (its pipeline's worker died, or none was free), or None."""
+        if runner is not None and runner.gone is not None:
+            return f"The video worker stopped: {runner.gone}. Press Start to go on with a new one."
+        if runner is None and self.no_worker is not None:
+            return f"No video worker is free: {self.no_worker}."
+        return None
 
     def _await_change(self, sent_at: float, at: float) -> None:
         """A message sent at `sent_at` changed the character from display time `at` on."""

@@ -211,6 +211,47 @@ def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
         log.close()
 
 
+@contextmanager
+def ray_cluster(cpus: int = 2) -> Iterator[str]:
+    """A local Ray cluster of one node with `cpus` CPUs (`ray start --head`, as the README
+    says, bound to this machine's address; token authentication, Ray's default); yield its
+    address, for `PERSONA_RAY_ADDRESS` with `RAY_AUTH_MODE=token`. Stopped (all its
+    processes) on exit."""
+    host, port = machine_address(), free_port()
+    ray = Path(sys.executable).with_name("ray")
+    process = subprocess.Popen(
+        [
+            str(ray),
+            "start",
+            "--head",
+            "--block",
+            f"--node-ip-address={host}",
+            f"--port={port}",
+            f"--num-cpus={cpus}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"{host}:{port}"
+    try:
+        check = [sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1])", address]
+        deadline = time.monotonic() + 60
+        environment = {**os.environ, "RAY_AUTH_MODE": "token"}
+        while subprocess.run(check, env=environment, capture_output=True).returncode != 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Ray cluster did not start")
+            time.sleep(0.5)
+        yield address
+    finally:
+        process.terminate()  # `ray start --block` stops the cluster's processes as it ends
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def fake_microphone(wav: Path, app_url: str) -> list[str]:
     """Chromium arguments for a microphone that plays `wav` once, allowed without a prompt on
     the app's plain-http address (the microphone is a secure-context API)."""
@@ -317,6 +358,14 @@ class PersonaPage:
 
     def status(self) -> str:
         return self.page.input_value("#persona-status textarea")
+
+    def wait_until_live(self, timeout_s: float = 30) -> None:
+        """Until the status line says the pipeline's own frames are playing (after `start`,
+        the placeholder plays while the pipeline loads)."""
+        self.page.wait_for_function(
+            "(document.querySelector('#persona-status textarea') || {}).value?.startsWith('live')",
+            timeout=timeout_s * 1000,
+        )
 
     def fps(self, seconds: float = 3.0) -> float:
         first = self.page.evaluate("window.__probe.frames.length")
