@@ -212,44 +212,57 @@ def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @contextmanager
-def ray_cluster(cpus: int = 2) -> Iterator[str]:
-    """A local Ray cluster of one node with `cpus` CPUs (`ray start --head`, as the README
-    says, bound to this machine's address; token authentication, Ray's default); yield its
-    address, for `PERSONA_RAY_ADDRESS` with `RAY_AUTH_MODE=token`. Stopped (all its
-    processes) on exit."""
+def ray_cluster(cpus: int = 2, worker_nodes: int = 0, worker_cpus: int = 1) -> Iterator[str]:
+    """A local Ray cluster, started with `ray start` as the README says, bound to this
+    machine's address, with token authentication (Ray's default): a head node with `cpus`
+    CPUs and `worker_nodes` more nodes of `worker_cpus` each. Yields its address, for
+    `PERSONA_RAY_ADDRESS` with `RAY_AUTH_MODE=token`; stopped, all its processes, on exit."""
     host, port = machine_address(), free_port()
-    ray = Path(sys.executable).with_name("ray")
-    process = subprocess.Popen(
-        [
-            str(ray),
-            "start",
-            "--head",
-            "--block",
-            f"--node-ip-address={host}",
-            f"--port={port}",
-            f"--num-cpus={cpus}",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     address = f"{host}:{port}"
+    ray = str(Path(sys.executable).with_name("ray"))
+    common = ["--block", f"--node-ip-address={host}", "--disable-usage-stats"]
+    environment = {**os.environ, "RAY_AUTH_MODE": "token"}
+
+    def node(*arguments: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [ray, "start", *common, *arguments],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def nodes_alive() -> int:
+        count = (
+            "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False);"
+            " print(sum(n['Alive'] for n in ray.nodes()))"
+        )
+        answer = subprocess.run(
+            [sys.executable, "-c", count, address], env=environment, capture_output=True
+        )
+        return int(answer.stdout.split()[0]) if answer.returncode == 0 else 0
+
+    processes = [
+        node("--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false")
+    ]
     try:
-        check = [sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1])", address]
-        deadline = time.monotonic() + 60
-        environment = {**os.environ, "RAY_AUTH_MODE": "token"}
-        while subprocess.run(check, env=environment, capture_output=True).returncode != 0:
-            if process.poll() is not None or time.monotonic() > deadline:
+        deadline = time.monotonic() + 90
+        while nodes_alive() < 1 + worker_nodes:
+            if processes[0].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the Ray cluster did not start")
+            if nodes_alive() and len(processes) == 1:  # the head is up: workers join it
+                processes += [
+                    node(f"--address={address}", f"--num-cpus={worker_cpus}")
+                    for _ in range(worker_nodes)
+                ]
             time.sleep(0.5)
         yield address
     finally:
-        process.terminate()  # `ray start --block` stops the cluster's processes as it ends
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for process in reversed(processes):  # `ray start --block` stops its node's processes
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def fake_microphone(wav: Path, app_url: str) -> list[str]:
