@@ -137,8 +137,8 @@ ENVIRONMENT = """environment:
   PERSONA_BACKEND         the default brain: embedded | offline | openai | hf | transformers
                           (default: embedded where its model is installed, else offline)
   PERSONA_MAX_STREAMS     concurrent streams (default 4; on a Ray cluster, its capacity)
-  PERSONA_RAY_ADDRESS     run each stream's pipeline on this Ray cluster (auto, HOST:PORT,
-                          ray://HOST:10001); see the README
+  PERSONA_RAY_ADDRESS     run each stream's pipeline on this Ray cluster (auto, or
+                          HOST:PORT with RAY_AUTH_MODE=token); see the README
   PERSONA_STREAM_SECONDS  length of one stream (default 600)
   PERSONA_TURN_URLS       a TURN relay of your own for WebRTC through NAT and share links
                           (comma-separated turn: URLs), with PERSONA_TURN_USERNAME and

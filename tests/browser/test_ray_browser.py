@@ -126,3 +126,19 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
     assert _stream_actors() == [] and ray.available_resources().get("CPU", 0) == 2
     report = health(url)
     assert report["streaming"] == 0 and report["cluster"]["streams"] == 0
+
+
+def test_an_app_that_dies_takes_its_actors_with_it(
+    browser: object, cluster: str, operator: None
+) -> None:
+    with running_app(PERSONA_RAY_ADDRESS=cluster, RAY_AUTH_MODE="token") as (url, process):
+        page = PersonaPage(browser, url)
+        page.start()
+        page.wait_until_live()
+        assert len(_stream_actors()) == 1
+        process.kill()  # no goodbye: a crash, or the machine lost
+        deadline = time.monotonic() + 15
+        while _stream_actors() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _stream_actors() == []
+        page.close()
