@@ -2,8 +2,9 @@
 
 With `PERSONA_RAY_ADDRESS` set (`auto` for the cluster this machine belongs to, joined with
 `ray start`, or the head's `HOST:PORT`), `build_for_stream` gives each stream a pipeline of
-its own in a Ray actor, placed by Ray on a node with the resources it declares (a GPU for the pipelines that need CUDA, a CPU otherwise), so more
-visitors are served than one machine holds. The actor builds the pipeline once, keeps its state
+its own in a Ray actor, placed by Ray on a node with the resources it declares (a GPU for
+the pipelines that need CUDA, a CPU otherwise), so more visitors are served than one machine
+holds. The actor builds the pipeline once, keeps its state
 (a KV cache) for the stream's life, and answers each step with one chunk of uint8 frames; the
 stream runner cannot tell it from a local pipeline.
 
