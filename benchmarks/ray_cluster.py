@@ -2,8 +2,9 @@
 `ray start` (as the README says): prints one JSON object.
 
 - `steps`: a chunk's step through a stream's actor against the same pipeline in this process
-  (p50/p95 ms, puppet and tiny_ar; each actor declares the CPUs its local twin uses), and the
-  actor's worker memory (RSS) for each: the memory one stream costs the cluster.
+  (p50/p95 ms, puppet and tiny_ar; each actor declares the CPUs its local twin uses), the
+  actor's worker memory (RSS) for each (what one stream costs the cluster), and how long a
+  stream waits for a new actor and for a warm one.
 - `workers`: three streams of tiny_ar asked of a cluster with one worker node (1 CPU), then of
   one with two: how many are served and refused, and the frames per second they make in all.
 - `page`: the real app in Chromium, in-process and on a cluster: Enter -> first changed frame
@@ -86,10 +87,17 @@ def steps(steps_per_pipeline: int) -> dict:
             local_times = _step_times(local, chunks)
             local.close()
             remote.CPUS_PER_STREAM = cpus  # the actor gets as many threads as this process
+            started = time.perf_counter()
             actor = remote.RemotePipeline(name, address)
+            cold_start = time.perf_counter() - started
             remote_times = _step_times(actor, chunks)
             rss = psutil.Process(actor.pid).memory_info().rss / 2**20
+            actor.close()  # kept warm
+            started = time.perf_counter()
+            actor = remote.RemotePipeline(name, address)
+            warm_start = time.perf_counter() - started
             actor.close()
+            remote._WARM.evict()
             results[name] = {
                 "chunk_frames": local.spec.chunk_frames,
                 "cpus": cpus,
@@ -99,6 +107,8 @@ def steps(steps_per_pipeline: int) -> dict:
                 "actor_ms_p95": _ms(remote_times, 0.95),
                 "overhead_ms_p50": round(_ms(remote_times, 0.5) - _ms(local_times, 0.5), 2),
                 "actor_rss_mb": round(rss, 1),
+                "new_actor_s": round(cold_start, 3),
+                "warm_actor_s": round(warm_start, 3),
             }
         ray.shutdown()
     return results
@@ -112,6 +122,7 @@ def _serve(address: str, streams: int, seconds: float) -> dict:
 
     ray.init(address=address, namespace=remote.ACTOR_NAMESPACE, log_to_driver=False)
     remote.CPUS_PER_STREAM = 1
+    remote.WARM_ACTORS = 0  # each cluster is stopped after its run: keep nothing for later
     served, refused = [], 0
     for _ in range(streams):
         try:

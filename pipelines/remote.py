@@ -4,9 +4,10 @@ With `PERSONA_RAY_ADDRESS` set (`auto` for the cluster this machine belongs to, 
 `ray start`, or the head's `HOST:PORT`), `build_for_stream` gives each stream a pipeline of
 its own in a Ray actor, placed by Ray on a node with the resources it declares (a GPU for
 the pipelines that need CUDA, a CPU otherwise), so more visitors are served than one machine
-holds. The actor builds the pipeline once, keeps its state
-(a KV cache) for the stream's life, and answers each step with one chunk of uint8 frames; the
-stream runner cannot tell it from a local pipeline.
+holds. The actor builds the pipeline once, keeps its state (a KV cache) for the stream's
+life, and answers each step with one chunk of uint8 frames; the stream runner cannot tell it
+from a local pipeline. When the stream ends, the actor is kept warm a while for the next
+stream of its pipeline (`_WarmActors`).
 
 One actor per stream keeps a stream's state on one replica explicitly: a dead actor or node
 (or one that stops answering) raises `RemotePipelineGone` on the next call, a clear end rather
@@ -26,6 +27,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +51,10 @@ RELEASE_SECONDS = 1.0
 """A full cluster is looked at again for this long before a stream is refused: a place freed
 by a closed actor shows in Ray's resource view 20-80 ms later (a restarting stream frees its
 own place just before it asks again)."""
+WARM_ACTORS = int(os.environ.get("PERSONA_RAY_WARM_ACTORS", "1"))
+"""Actors of each pipeline this process keeps warm after their stream ends (`_WarmActors`)."""
+WARM_SECONDS = float(os.environ.get("PERSONA_RAY_WARM_SECONDS", "120"))
+"""How long a warm actor waits for a stream before it is killed, freeing its place."""
 STEP_SECONDS = float(os.environ.get("PERSONA_RAY_STEP_SECONDS", "60"))
 """A step that takes longer than this (a hung node) ends the stream as gone."""
 RESOURCE_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
@@ -160,21 +167,123 @@ def places(name: str) -> tuple[int, int]:
     return fits(total), fits(free)
 
 
+@dataclass
+class _Actor:
+    """One pipeline's actor on the cluster, as this process knows it."""
+
+    handle: Any
+    name: str
+    """Its name on the cluster (ACTOR_PREFIX, the pipeline, an id)."""
+    pipeline: str
+    node_id: str = ""
+    pid: int = 0
+    spec: PipelineSpec | None = None
+
+
+class _WarmActors:
+    """Actors whose stream ended, kept with their model loaded for this process's next stream
+    of the same pipeline (at most WARM_ACTORS of each, for WARM_SECONDS): that stream starts
+    without a new worker or a model load (3 s for tiny_ar on 2 cores; wan compiles and warms
+    up for ~20 s). They still hold their place, so another pipeline's stream that finds the
+    cluster full has them evicted first."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[tuple[float, _Actor]]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, actor: _Actor) -> bool:
+        """Keep `actor` warm (False: enough are, the caller kills it)."""
+        with self._lock:
+            idle = self._idle.setdefault(actor.pipeline, [])
+            if len(idle) >= WARM_ACTORS:
+                return False
+            idle.append((time.monotonic(), actor))
+        expiry = threading.Timer(WARM_SECONDS + 0.05, self.expire)
+        expiry.daemon = True
+        expiry.start()
+        return True
+
+    def take(self, pipeline: str) -> _Actor | None:
+        with self._lock:
+            idle = self._idle.get(pipeline)
+            return idle.pop()[1] if idle else None
+
+    def expire(self) -> None:
+        """Kill the actors idle for WARM_SECONDS: their places go back to the cluster."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [
+                a for idle in self._idle.values() for t, a in idle if now - t >= WARM_SECONDS
+            ]
+            for pipeline, idle in self._idle.items():
+                self._idle[pipeline] = [(t, a) for t, a in idle if now - t < WARM_SECONDS]
+        _kill(expired)
+
+    def evict(self) -> bool:
+        """Kill every idle actor (a stream needs their places); whether there were any."""
+        with self._lock:
+            evicted = [a for idle in self._idle.values() for _, a in idle]
+            self._idle.clear()
+        _kill(evicted)
+        return bool(evicted)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {pipeline: len(idle) for pipeline, idle in self._idle.items() if idle}
+
+
+def _kill(actors: list[_Actor]) -> None:
+    import ray
+
+    if not ray.is_initialized():  # this process left the cluster: its actors went with it
+        return
+    for actor in actors:
+        ray.kill(actor.handle)
+
+
+_WARM = _WarmActors()
 _LIVE: set[RemotePipeline] = set()
 _LIVE_LOCK = threading.Lock()
 
 
 class RemotePipeline(Pipeline):
-    """A pipeline in its own Ray actor; the same calls as a local one."""
+    """A pipeline in an actor of its own for the stream's life (a warm one when this process
+    has one of the same pipeline); the same calls as a local one."""
 
     def __init__(self, name: str, address: str) -> None:
-        import ray
-
         connect(address)
         self.name = name
+        self._actor: _Actor | None = self._warm_actor() or self._new_actor()
+        self.actor_name, self.node_id, self.pid = (
+            self._actor.name,
+            self._actor.node_id,
+            self._actor.pid,
+        )
+        self.spec = self._actor.spec
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def _warm_actor(self) -> _Actor | None:
+        """A warm actor of this pipeline that still answers (one may have died idle)."""
+        while (actor := _WARM.take(self.name)) is not None:
+            self._actor = actor
+            try:
+                self._call("where", timeout=5.0)
+                return actor
+            except RemotePipelineGone:
+                continue
+        return None
+
+    def _new_actor(self) -> _Actor:
+        """A new actor, once the cluster has a place for it (else `ClusterFull` at once)."""
+        import ray
+
+        name = self.name
         total, free = places(name)
         deadline = time.monotonic() + RELEASE_SECONDS
         while total and free < 1 and time.monotonic() < deadline:
+            if _WARM.evict():  # this process's idle actors give their places back
+                deadline = time.monotonic() + RELEASE_SECONDS
             time.sleep(0.02)
             total, free = places(name)
         if not total:
@@ -184,22 +293,18 @@ class RemotePipeline(Pipeline):
                 f"every place on the cluster for a {name} stream is taken ({total} of {total}"
                 " in use); try again in a minute"
             )
-        self.actor_name = f"{ACTOR_PREFIX}{name}-{uuid.uuid4().hex[:12]}"
-        self._actor = (
+        actor_name = f"{ACTOR_PREFIX}{name}-{uuid.uuid4().hex[:12]}"
+        handle = (
             ray.remote(PipelineActor)
-            .options(name=self.actor_name, max_restarts=0, **_resources(name))
+            .options(name=actor_name, max_restarts=0, **_resources(name))
             .remote()
         )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-        try:
-            self.node_id, self.pid = self._call(
-                "where", timeout=PLACE_SECONDS, late="found no place on the cluster"
-            )
-            self.spec = self._call("load", name, timeout=LOAD_SECONDS, late="did not load")
-        except BaseException:
-            self.close()
-            raise
+        self._actor = actor = _Actor(handle, actor_name, name)
+        actor.node_id, actor.pid = self._call(
+            "where", timeout=PLACE_SECONDS, late="found no place on the cluster"
+        )
+        actor.spec = self._call("load", name, timeout=LOAD_SECONDS, late="did not load")
+        return actor
 
     def reset(self, character: Character) -> None:
         self._call("reset", character)
@@ -209,13 +314,20 @@ class RemotePipeline(Pipeline):
         return self._call("step", list(conditioning))
 
     def close(self) -> None:
-        import ray
+        """The stream ended: its actor is kept warm for the next one, or killed."""
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        actor, self._actor = self._actor, None
+        if actor is not None and not _WARM.put(actor):
+            _kill([actor])
 
+    def _lose(self) -> None:
+        """The actor failed: killed, never kept."""
         with _LIVE_LOCK:
             _LIVE.discard(self)
         actor, self._actor = self._actor, None
         if actor is not None:
-            ray.kill(actor)
+            _kill([actor])
 
     def _call(
         self,
@@ -231,20 +343,24 @@ class RemotePipeline(Pipeline):
         if actor is None:
             raise RemotePipelineGone(f"the {self.name} pipeline was closed")
         try:
-            return ray.get(getattr(actor, method).remote(*args), timeout=timeout)
+            return ray.get(getattr(actor.handle, method).remote(*args), timeout=timeout)
         except GetTimeoutError:
-            self.close()
+            self._lose()
             error: PipelineGone = RemotePipelineGone(
                 f"the {self.name} pipeline's Ray actor {late} within {timeout:g} s"
             )
-            if method == "where":
+            if late.startswith("found no place"):
                 error = ClusterFull(f"{error}; try again in a minute")
             raise error from None
         except (RayActorError, NodeDiedError) as died:
-            self.close()
+            self._lose()
             raise RemotePipelineGone(
                 f"the {self.name} pipeline's Ray worker is gone ({type(died).__name__})"
             ) from None
+        except BaseException:
+            if method in ("where", "load"):  # a stream that never started keeps nothing
+                self._lose()
+            raise
 
 
 def cluster_report() -> dict:
@@ -280,4 +396,5 @@ def cluster_report() -> dict:
             for s in list_pipelines()
         },
         "streams": sum(streams.values()),
+        "warm": _WARM.counts(),  # this app's actors kept loaded for its next streams
     }

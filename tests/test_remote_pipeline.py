@@ -45,7 +45,9 @@ def cluster() -> Iterator[None]:
 def on_cluster(cluster: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The app's setting that sends streams to the cluster this process joined."""
     monkeypatch.setenv(RAY_ADDRESS_ENV, "auto")
+    monkeypatch.setattr(remote_module, "WARM_ACTORS", 0)  # (the warm tests keep some)
     yield
+    remote_module._WARM.evict()
     assert _stream_actors() == []  # every test leaves nothing behind
 
 
@@ -101,7 +103,7 @@ def test_a_remote_pipeline_draws_what_a_local_one_draws_and_leaves_no_actor(
 def test_a_killed_actor_ends_the_stream_with_a_clear_error(on_cluster: None) -> None:
     remote = RemotePipeline("puppet", "auto")
     remote.reset(Character(name="Juno"))
-    ray.kill(remote._actor)
+    ray.kill(remote._actor.handle)
     with pytest.raises(RemotePipelineGone, match="puppet pipeline's Ray worker is gone"):
         remote.step([Conditioning()])
     again = RemotePipeline("puppet", "auto")  # the next stream lands on a healthy actor
@@ -153,6 +155,47 @@ def test_a_stream_that_finds_no_place_in_time_is_refused_and_leaves_no_actor(
             stream.close()
 
 
+def test_a_stream_starts_on_a_warm_actor_of_its_pipeline_which_expires(
+    on_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote_module, "WARM_ACTORS", 1)
+    monkeypatch.setattr(remote_module, "WARM_SECONDS", 1.5)
+    first = RemotePipeline("puppet", "auto")
+    first.reset(Character(name="Bram"))
+    first.step([Conditioning(action="wave", action_elapsed=0.5)])
+    first.close()
+    assert cluster_report()["warm"] == {"puppet": 1} and cluster_report()["streams"] == 0
+    started = time.monotonic()
+    second = RemotePipeline("puppet", "auto")  # the same actor, its model loaded
+    assert second.actor_name == first.actor_name and time.monotonic() - started < 0.5
+    fresh = build_pipeline("puppet")
+    for pipeline in (second, fresh):  # reset: no trace of the last stream
+        pipeline.reset(Character(name="Juno"))
+    chunk = [Conditioning()]
+    assert np.array_equal(second.step(chunk), fresh.step(chunk))
+    second.close()
+    assert _stream_actors(wait_s=0) == [first.actor_name]
+    time.sleep(1.6)  # unused for WARM_SECONDS: killed, its place given back
+    assert _stream_actors() == [] and _cpus_held() == 0
+
+
+def test_warm_actors_that_died_or_hold_the_last_place_do_not_block_a_stream(
+    on_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote_module, "WARM_ACTORS", 2)
+    warm = [RemotePipeline("puppet", "auto") for _ in range(2)]
+    for pipeline in warm:
+        pipeline.close()  # both kept warm: the cluster's 2 CPUs are held
+    dead = ray.get_actor(warm[1].actor_name)
+    ray.kill(dead)  # one dies while idle
+    again = RemotePipeline("puppet", "auto")  # skips the dead one, takes the other
+    assert again.actor_name == warm[0].actor_name
+    again.close()
+    tiny = RemotePipeline("tiny_ar", "auto")  # needs a place: the warm puppet gives it up
+    assert cluster_report()["warm"] == {}
+    tiny.close()
+
+
 def _play(frames, until=lambda: False, seconds: float = 10) -> CloseStream | None:  # type: ignore[no-untyped-def]
     """Take a session's frames at 30 fps until `until()` holds or the stream ends (its
     CloseStream is returned)."""
@@ -174,7 +217,7 @@ def test_a_session_whose_worker_dies_ends_its_stream_and_starts_again(on_cluster
     try:
         frames = session.frames()
         assert _play(frames, live) is None and live()
-        ray.kill(session.runner.pipeline._actor)
+        ray.kill(session.runner.pipeline._actor.handle)
         end = _play(frames)
         assert end is not None and end.msg.startswith("The video worker stopped: the puppet")
         assert "Press Start" in end.msg and not session.streaming

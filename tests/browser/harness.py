@@ -246,14 +246,13 @@ def ray_cluster(cpus: int = 2, worker_nodes: int = 0, worker_cpus: int = 1) -> I
     ]
     try:
         deadline = time.monotonic() + 90
-        while nodes_alive() < 1 + worker_nodes:
-            if processes[0].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Ray cluster did not start")
-            if nodes_alive() and len(processes) == 1:  # the head is up: workers join it
-                processes += [
-                    node(f"--address={address}", f"--num-cpus={worker_cpus}")
-                    for _ in range(worker_nodes)
-                ]
+        while (alive := nodes_alive()) < 1 + worker_nodes:
+            if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+                exits = [p.poll() for p in processes]
+                raise RuntimeError(f"the Ray cluster did not start: {alive} nodes up, {exits}")
+            if alive == len(processes):  # the next worker joins once the last is up (two
+                # starting together can pick the same free port: "Address already in use")
+                processes.append(node(f"--address={address}", f"--num-cpus={worker_cpus}"))
             time.sleep(0.5)
         yield address
     finally:

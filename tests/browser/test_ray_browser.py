@@ -26,7 +26,10 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def app(cluster: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    with running_app(PERSONA_RAY_ADDRESS=cluster, RAY_AUTH_MODE="token") as running:
+    """The app on the cluster; an actor whose stream ended is kept warm for 3 s."""
+    with running_app(
+        PERSONA_RAY_ADDRESS=cluster, RAY_AUTH_MODE="token", PERSONA_RAY_WARM_SECONDS="3"
+    ) as running:
         yield running
 
 
@@ -117,7 +120,11 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
         first.close()
         second.close()
 
-    # Both leave: nothing is left on the cluster.
+    # Both leave: one actor is kept warm for a while, then nothing is left on the cluster.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and health(url)["cluster"]["streams"]:
+        time.sleep(0.1)
+    assert health(url)["cluster"]["warm"] == {"puppet": 1}
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (
         _stream_actors() or ray.available_resources().get("CPU", 0) < 2
