@@ -39,7 +39,7 @@ from pipelines.registry import PipelineStatus, build_pipeline, get_entry, list_p
 RAY_ADDRESS_ENV = "PERSONA_RAY_ADDRESS"
 ACTOR_NAMESPACE = "persona"
 ACTOR_PREFIX = "persona-stream-"
-"""Names of stream actors (`ray list actors`, `ray.util.list_named_actors`) start so."""
+"""Names of stream actors start so (`ray.util.list_named_actors(all_namespaces=True)`)."""
 CPUS_PER_STREAM = float(os.environ.get("PERSONA_RAY_CPUS_PER_STREAM", "1"))
 """CPUs a CPU pipeline's actor declares: Ray places no more streams on a node than it has."""
 PLACE_SECONDS = float(os.environ.get("PERSONA_RAY_PLACE_SECONDS", "30"))
