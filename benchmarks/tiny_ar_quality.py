@@ -20,6 +20,10 @@ python benchmarks/tiny_ar_quality.py [--clips 48] [--trials 3] [--minutes 10] [-
   model fails to draw.
 - identity: one long stream with a random directive every ~3 s; PSNR and SSIM against the
   puppet's render of the same conditioning, and mean colour drift, around 1, 5 and 10 minutes.
+- display: each shipped card streamed by the pipeline itself at display size over a 12 s
+  script (idle, wave, sit down, idle): PSNR against the puppet at that size, patch-grid
+  strength over the teacher's flat areas, and each card colour's error
+  (`pipelines/tiny_ar/display_metrics.py`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from pipelines.tiny_ar.data import (
     render_frames,
     render_reference,
 )
+from pipelines.tiny_ar.display_metrics import card_colours, display_psnr, grid_levels
 from pipelines.tiny_ar.features import features_for
 from pipelines.tiny_ar.model import TinyARTransformer
 from pipelines.tiny_ar.pipeline import to_unit
@@ -272,7 +277,48 @@ def identity(h: Harness, minutes: float, fps: float) -> dict[str, object]:
     return report
 
 
-PARTS = ("fidelity", "responsiveness", "identity")
+DISPLAY_SCRIPT = ((0.0, "idle"), (3.0, "wave"), (6.0, "sit_down"), (9.0, "idle"))
+DISPLAY_SECONDS = 12.0
+
+
+def display(weights: str, steps: int, guidance: float) -> dict[str, object]:
+    """Each shipped card as a visitor sees it: the pipeline itself, at its display size, over a
+    12 s directive script, against the puppet drawn at that size for the same moments (see
+    `pipelines.tiny_ar.display_metrics`)."""
+    from persona.cards import default_cards
+    from pipelines.puppet import PuppetConfig
+    from pipelines.puppet.pipeline import PuppetPipeline
+    from pipelines.tiny_ar.pipeline import TinyARPipeline
+
+    report: dict[str, object] = {}
+    for card in default_cards():
+        character = card.to_character()
+        tiny = TinyARPipeline(
+            TinyARConfig(weights=weights, steps=steps, expression_guidance=guidance)
+        )
+        spec = tiny.spec
+        puppet = PuppetPipeline(PuppetConfig(width=spec.width, height=spec.height, fps=spec.fps))
+        tiny.reset(character)
+        puppet.reset(character)
+        timeline = Timeline()
+        for at, action in DISPLAY_SCRIPT:
+            timeline.set_action(action, at)  # type: ignore[arg-type]
+        shown, teacher = [], []
+        for s in range(0, int(DISPLAY_SECONDS * spec.fps), spec.chunk_frames):
+            conditioning = [timeline.sample((s + i) / spec.fps) for i in range(spec.chunk_frames)]
+            shown.append(tiny.step(conditioning))
+            teacher.append(np.concatenate([puppet.step([c]) for c in conditioning]))
+        frames, truth = np.concatenate(shown), np.concatenate(teacher)
+        report[card.name] = {
+            "display_psnr": round(display_psnr(frames, truth), 2),
+            "grid_levels": round(grid_levels(frames, truth), 2),
+            "card_colour_error": card_colours(frames, truth, card.appearance),
+        }
+    report["size"] = f"{spec.width}x{spec.height}"
+    return report
+
+
+PARTS = ("fidelity", "responsiveness", "identity", "display")
 
 
 def main() -> None:
@@ -299,6 +345,8 @@ def main() -> None:
             result["responsiveness"] = responsiveness(h, args.fps, args.trials)
         if "identity" in args.only:
             result["identity"] = identity(h, args.minutes, args.fps)
+        if "display" in args.only:
+            result["display"] = display(args.weights, args.steps, args.guidance)
     print(json.dumps(result))
 
 

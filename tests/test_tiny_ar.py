@@ -201,6 +201,40 @@ def test_fine_tuning_can_train_only_the_conditioning_path(tmp_path) -> None:
         train(tmp_path / "typo", typo, device=torch.device("cpu"), init=tmp_path / "base")
 
 
+def test_a_refiner_grows_from_trained_weights_changing_nothing_until_it_is_trained(
+    tmp_path,
+) -> None:
+    base = TrainSettings(
+        steps=2, batch=2, workers=0, clip_frames=4, warmup=0, ema=0.0, model=dict(TINY)
+    )
+    train(tmp_path / "base", base, device=torch.device("cpu"))
+    trained = TinyARTransformer.from_pretrained(tmp_path / "base", torch_dtype=torch.float32)
+    grown = TinyARTransformer(**TINY, refine_channels=4).eval()
+    grown.load_state_dict(trained.state_dict(), strict=False)
+    ref, ref_f, context, features, noisy = _inputs(1, 4)
+    arguments = (
+        ref,
+        ref_f,
+        context,
+        torch.zeros(1, 4),
+        features,
+        noisy,
+        torch.rand(1, 4),
+        features,
+    )
+    with torch.no_grad():  # a refiner at its start (zero residual) changes nothing
+        assert torch.equal(grown(*arguments), trained.eval()(*arguments))
+
+    refine = base.model_copy(
+        update={"trainable": ["refine"], "model": {**TINY, "refine_channels": 4}}
+    )
+    train(tmp_path / "refined", refine, device=torch.device("cpu"), init=tmp_path / "base")
+    after = torch.load(tmp_path / "refined" / "checkpoint.pt")["model"]
+    before = trained.state_dict()
+    changed = {k for k, v in after.items() if k not in before or not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("refine.") for k in changed), changed
+
+
 # -- the shipped weights ------------------------------------------------------------------------
 
 

@@ -162,6 +162,7 @@ class TinyARTransformer(ModelMixin, ConfigMixin):
         feature_size: int = FEATURE_SIZE,
         block_frames: int = 2,
         window_frames: int = 6,
+        refine_channels: int = 0,
     ) -> None:
         super().__init__()
         if (dim // heads) < 4 * len(TIME_FREQUENCIES):
@@ -188,6 +189,21 @@ class TinyARTransformer(ModelMixin, ConfigMixin):
         for layer in (self.modulation, self.modulation_out, self.patch_out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        # Each patch is decoded on its own by `patch_out`, so neighbours disagree at their
+        # seams: the patch grid. A few 3x3 convolutions over the decoded frame see across the
+        # seams and correct them (a residual, zero at first: the model is unchanged until
+        # trained). 0 channels: none (the weights shipped before it).
+        self.refine = None
+        if refine_channels:
+            self.refine = nn.Sequential(
+                nn.Conv2d(channels, refine_channels, 3, padding=1),
+                nn.SiLU(),
+                nn.Conv2d(refine_channels, refine_channels, 3, padding=1),
+                nn.SiLU(),
+                nn.Conv2d(refine_channels, channels, 3, padding=1),
+            )
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
 
     # -- frames <-> tokens --------------------------------------------------------------------
 
@@ -227,7 +243,10 @@ class TinyARTransformer(ModelMixin, ConfigMixin):
     def _head(self, x: Tensor, cond: Tensor, frames: int) -> Tensor:
         modulation = self.modulation_out(F.silu(cond)).repeat_interleave(self.tokens_per_frame, 1)
         shift, scale = modulation.chunk(2, -1)
-        return self.unpatchify(self.patch_out(self.norm_out(x) * (1 + scale) + shift), frames)
+        x0 = self.unpatchify(self.patch_out(self.norm_out(x) * (1 + scale) + shift), frames)
+        if self.refine is None:
+            return x0
+        return x0 + self.refine(x0.flatten(0, 1)).view_as(x0)
 
     # -- streaming ----------------------------------------------------------------------------
 

@@ -186,7 +186,15 @@ def train(
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     if init is not None:
-        model = TinyARTransformer.from_pretrained(init, torch_dtype=torch.float32).to(device)
+        model = TinyARTransformer.from_pretrained(init, torch_dtype=torch.float32)
+        if settings.model:  # grow the trained model (a refiner): its weights, new parts at init
+            config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+            grown = TinyARTransformer(**{**config, **settings.model})
+            unexpected = grown.load_state_dict(model.state_dict(), strict=False).unexpected_keys
+            if unexpected:
+                raise ValueError(f"{init} has weights this model lacks: {unexpected}")
+            model = grown
+        model = model.to(device)
     else:
         model = TinyARTransformer(**settings.model).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
