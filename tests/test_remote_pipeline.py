@@ -186,14 +186,18 @@ def test_warm_actors_that_died_or_hold_the_last_place_do_not_block_a_stream(
     warm = [RemotePipeline("puppet", "auto") for _ in range(2)]
     for pipeline in warm:
         pipeline.close()  # both kept warm: the cluster's 2 CPUs are held
-    dead = ray.get_actor(warm[1].actor_name)
-    ray.kill(dead)  # one dies while idle
-    again = RemotePipeline("puppet", "auto")  # skips the dead one, takes the other
-    assert again.actor_name == warm[0].actor_name
-    again.close()
-    tiny = RemotePipeline("tiny_ar", "auto")  # needs a place: the warm puppet gives it up
-    assert cluster_report()["warm"] == {}
-    tiny.close()
+    ray.kill(ray.get_actor(warm[1].actor_name))  # one dies while idle
+    streams = [RemotePipeline("puppet", "auto")]  # skips the dead one, takes the other
+    try:
+        assert streams[0].actor_name == warm[0].actor_name
+        extra = RemotePipeline("puppet", "auto")  # a new actor where the dead one was
+        extra.close()  # kept warm: the cluster is full, one place held by a warm actor
+        assert cluster_report()["warm"] == {"puppet": 1}
+        streams.append(RemotePipeline("tiny_ar", "auto"))  # the warm puppet gives its place
+        assert cluster_report()["warm"] == {}
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 def _play(frames, until=lambda: False, seconds: float = 10) -> CloseStream | None:  # type: ignore[no-untyped-def]
