@@ -187,6 +187,9 @@ def test_warm_actors_that_died_or_hold_the_last_place_do_not_block_a_stream(
     for pipeline in warm:
         pipeline.close()  # both kept warm: the cluster's 2 CPUs are held
     ray.kill(ray.get_actor(warm[1].actor_name))  # one dies while idle
+    deadline = time.monotonic() + 5  # (a kill takes effect a little later)
+    while warm[1].actor_name in _stream_actors(wait_s=0) and time.monotonic() < deadline:
+        time.sleep(0.05)
     streams = [RemotePipeline("puppet", "auto")]  # skips the dead one, takes the other
     try:
         assert streams[0].actor_name == warm[0].actor_name
