@@ -93,6 +93,14 @@ Posture = Literal["standing", "sitting"]
 Facing = Literal["front", "back"]
 
 _HEX = r"^#[0-9a-fA-F]{6}$"
+
+
+def hex_rgb(hex_colour: str) -> tuple[int, int, int]:
+    """(red, green, blue), 0-255, of an Appearance colour such as "#2a9d8f"."""
+    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return red, green, blue
+
+
 HairStyle = Literal["short", "long", "bob", "ponytail", "curly", "spiky", "bun", "bald"]
 
 

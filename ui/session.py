@@ -38,7 +38,7 @@ from persona.state import CharacterState
 from persona.voice.stt import shared_transcriber
 from persona.voice.tts import SAMPLE_RATE, SentenceSplitter, VoiceError, shared_speaker
 from pipelines.base import PipelineGone
-from pipelines.conditioning import Appearance
+from pipelines.conditioning import Appearance, hex_rgb
 from pipelines.registry import UnknownPipelineError
 from pipelines.remote import build_for_stream, stream_pipeline_availability
 from pipelines.stream import StreamRunner
@@ -120,8 +120,7 @@ class SessionError(ValueError):
 
 def _placeholder(card: Card) -> np.ndarray:
     """A plain frame in the character's background colour, shown while a pipeline loads."""
-    hex_color = card.appearance.background
-    rgb = [int(hex_color[i : i + 2], 16) for i in (1, 3, 5)]
+    rgb = hex_rgb(card.appearance.background)
     return np.full((PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3), rgb[::-1], np.uint8)  # BGR
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import skia
 
-from pipelines.conditioning import Appearance
+from pipelines.conditioning import Appearance, hex_rgb
 from pipelines.puppet.pose import Arm, Face, Pose
 
 DESIGN = 512.0
@@ -29,13 +29,13 @@ LIMB_W = 26.0
 
 
 def _color(hex_color: str, alpha: float = 1.0) -> int:
-    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    r, g, b = hex_rgb(hex_color)
     return skia.Color(r, g, b, round(255 * min(max(alpha, 0.0), 1.0)))
 
 
 def _shade(hex_color: str, factor: float) -> str:
     """Darker (<1) or lighter (>1) version of a colour."""
-    rgb = [int(hex_color[i : i + 2], 16) for i in (1, 3, 5)]
+    rgb = hex_rgb(hex_color)
     if factor <= 1:
         rgb = [round(v * factor) for v in rgb]
     else:

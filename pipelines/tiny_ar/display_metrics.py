@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines.conditioning import Appearance
+from pipelines.conditioning import Appearance, hex_rgb
 
 DETAIL_SIGMA = 4.0
 """Blur (px at display size) whose residue counts as local detail: one pixel of tiny_ar's
@@ -81,8 +81,7 @@ def card_colours(
     teacher's mean colour over the pixels where the teacher shows it (None: not in view)."""
     errors: dict[str, float | None] = {}
     for field in CARD_COLOURS:
-        hex_colour = getattr(appearance, field)
-        target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)], np.float32)
+        target = np.array(hex_rgb(getattr(appearance, field)), np.float32)
         distance = np.linalg.norm(teacher.astype(np.float32) - target, axis=-1)
         elsewhere = torch.from_numpy(distance > COLOUR_MATCH).float()[:, None]
         margin = 2 * COLOUR_MARGIN + 1
