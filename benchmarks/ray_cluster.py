@@ -178,15 +178,10 @@ def _enter_to_frame(page: PersonaPage, trials: int) -> tuple[list[float], float]
     return changed, fps
 
 
-def _over_video(page: PersonaPage) -> str:
-    panel = page.page.locator("#persona-video #stream-busy p")
-    return panel.inner_text() if panel.count() else ""
-
-
 def page(trials: int) -> dict:
     import ray
 
-    from pipelines.remote import ACTOR_PREFIX
+    from pipelines.remote import stream_actors
 
     results = {}
     with chromium() as browser:
@@ -203,14 +198,10 @@ def page(trials: int) -> dict:
             visitor = PersonaPage(browser, url)
             changed, fps = _enter_to_frame(visitor, trials)
             ray.init(address=address, namespace="persona", log_to_driver=False)
-            [name] = [
-                a["name"]
-                for a in ray.util.list_named_actors(all_namespaces=True)
-                if a["name"].startswith(ACTOR_PREFIX)
-            ]
+            [name] = stream_actors()
             killed = time.monotonic()
             ray.kill(ray.get_actor(name))
-            while not _over_video(visitor).startswith("The video worker stopped"):
+            while not visitor.over_video().startswith("The video worker stopped"):
                 time.sleep(0.02)
             told = time.monotonic() - killed
             visitor.page.screenshot(path=str(Path(os.environ.get("OUT", "/tmp")) / "ray-gone.png"))

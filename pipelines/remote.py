@@ -86,7 +86,10 @@ def stream_pipelines() -> list[PipelineStatus]:
     if address is None:
         return list_pipelines()
     connect(address)
-    return [PipelineStatus(s.name, s.description, *_on_cluster(s.name)) for s in list_pipelines()]
+    now = _resources_now()
+    return [
+        PipelineStatus(s.name, s.description, *_on_cluster(s.name, now)) for s in list_pipelines()
+    ]
 
 
 def stream_pipeline_availability(name: str) -> tuple[bool, str]:
@@ -98,8 +101,8 @@ def stream_pipeline_availability(name: str) -> tuple[bool, str]:
     return _on_cluster(name)
 
 
-def _on_cluster(name: str) -> tuple[bool, str]:
-    if places(name)[0]:
+def _on_cluster(name: str, resources: Resources | None = None) -> tuple[bool, str]:
+    if places(name, resources)[0]:
         return True, "ready on the Ray cluster"
     need = ", ".join(f"{v:g} {RESOURCE_NAMES[k]}" for k, v in _resources(name).items())
     return False, f"the Ray cluster has no node with {need}"
@@ -154,11 +157,20 @@ def _resources(name: str) -> dict[str, float]:
     return {"num_gpus": gpus, "num_cpus": 1.0} if gpus else {"num_cpus": CPUS_PER_STREAM}
 
 
-def places(name: str) -> tuple[int, int]:
-    """(streams of pipeline `name` the cluster holds in all, places free for more now)."""
+Resources = tuple[dict[str, float], dict[str, float]]
+"""The cluster's resources: (in all, free now)."""
+
+
+def _resources_now() -> Resources:
     import ray
 
-    total, free = ray.cluster_resources(), ray.available_resources()
+    return ray.cluster_resources(), ray.available_resources()
+
+
+def places(name: str, resources: Resources | None = None) -> tuple[int, int]:
+    """(streams of pipeline `name` the cluster holds in all, places free for more now), from
+    `resources` (read from the cluster when not given)."""
+    total, free = resources or _resources_now()
     need = {RESOURCE_NAMES[k]: v for k, v in _resources(name).items() if v}
 
     def fits(resources: dict[str, float]) -> int:
@@ -301,7 +313,10 @@ class RemotePipeline(Pipeline):
         )
         self._actor = actor = _Actor(handle, actor_name, name)
         actor.node_id, actor.pid = self._call(
-            "where", timeout=PLACE_SECONDS, late="found no place on the cluster"
+            "where",
+            timeout=PLACE_SECONDS,
+            late="found no place on the cluster",
+            too_late=ClusterFull,
         )
         actor.spec = self._call("load", name, timeout=LOAD_SECONDS, late="did not load")
         return actor
@@ -315,19 +330,22 @@ class RemotePipeline(Pipeline):
 
     def close(self) -> None:
         """The stream ended: its actor is kept warm for the next one, or killed."""
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-        actor, self._actor = self._actor, None
+        actor = self._detach()
         if actor is not None and not _WARM.put(actor):
             _kill([actor])
 
     def _lose(self) -> None:
         """The actor failed: killed, never kept."""
+        actor = self._detach()
+        if actor is not None:
+            _kill([actor])
+
+    def _detach(self) -> _Actor | None:
+        """This stream's actor, which it no longer uses (None if it had none)."""
         with _LIVE_LOCK:
             _LIVE.discard(self)
         actor, self._actor = self._actor, None
-        if actor is not None:
-            _kill([actor])
+        return actor
 
     def _call(
         self,
@@ -335,6 +353,7 @@ class RemotePipeline(Pipeline):
         *args: object,
         timeout: float = STEP_SECONDS,
         late: str = "stopped answering",
+        too_late: type[PipelineGone] = RemotePipelineGone,
     ):  # type: ignore[no-untyped-def]
         import ray
         from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
@@ -346,12 +365,10 @@ class RemotePipeline(Pipeline):
             return ray.get(getattr(actor.handle, method).remote(*args), timeout=timeout)
         except GetTimeoutError:
             self._lose()
-            error: PipelineGone = RemotePipelineGone(
-                f"the {self.name} pipeline's Ray actor {late} within {timeout:g} s"
-            )
-            if late.startswith("found no place"):
-                error = ClusterFull(f"{error}; try again in a minute")
-            raise error from None
+            advice = "; try again in a minute" if too_late is ClusterFull else ""
+            raise too_late(
+                f"the {self.name} pipeline's Ray actor {late} within {timeout:g} s{advice}"
+            ) from None
         except (RayActorError, NodeDiedError) as died:
             self._lose()
             raise RemotePipelineGone(
@@ -363,6 +380,18 @@ class RemotePipeline(Pipeline):
             raise
 
 
+def stream_actors() -> list[str]:
+    """Names of the stream actors alive on the cluster, of every app process (Ray's registry
+    of named actors: a dead actor's name is gone)."""
+    import ray
+
+    return sorted(
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(ACTOR_PREFIX)
+    )
+
+
 def cluster_report() -> dict:
     """The cluster for `/health`: its nodes (alive, address, resources, this app's streams on
     each), its resources in all and free, its places for each pipeline's streams, and the
@@ -372,7 +401,8 @@ def cluster_report() -> dict:
     if not ray.is_initialized():
         return {"connected": False}
     with _LIVE_LOCK:
-        streams = Counter(p.node_id for p in _LIVE if hasattr(p, "node_id"))
+        streams = Counter(p.node_id for p in _LIVE)
+    now = _resources_now()
 
     def rounded(resources: dict[str, float]) -> dict[str, float]:
         return {k: round(v, 2) for k, v in resources.items() if k in ("CPU", "GPU")}
@@ -389,10 +419,10 @@ def cluster_report() -> dict:
             }
             for node in ray.nodes()
         ],
-        "resources": rounded(ray.cluster_resources()),
-        "available": rounded(ray.available_resources()),
+        "resources": rounded(now[0]),
+        "available": rounded(now[1]),
         "places": {  # streams of each pipeline the cluster holds in all, and free now
-            s.name: dict(zip(("total", "free"), places(s.name), strict=True))
+            s.name: dict(zip(("total", "free"), places(s.name, now), strict=True))
             for s in list_pipelines()
         },
         "streams": sum(streams.values()),

@@ -16,13 +16,13 @@ import pipelines.remote as remote_module  # noqa: E402
 from pipelines.conditioning import Character, Conditioning  # noqa: E402
 from pipelines.registry import build_pipeline  # noqa: E402
 from pipelines.remote import (  # noqa: E402
-    ACTOR_PREFIX,
     RAY_ADDRESS_ENV,
     ClusterFull,
     RemotePipeline,
     RemotePipelineGone,
     build_for_stream,
     cluster_report,
+    stream_actors,
     stream_pipelines,
 )
 from ui.session import Session  # noqa: E402
@@ -52,18 +52,11 @@ def on_cluster(cluster: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def _stream_actors(wait_s: float = 5.0) -> list[str]:
-    """Names of the stream actors alive on the cluster (Ray's registry of named actors),
-    once kills have settled."""
+    """The stream actors alive on the cluster, once kills have settled."""
     deadline = time.monotonic() + wait_s
-    while True:
-        names = [
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith(ACTOR_PREFIX)
-        ]
-        if not names or time.monotonic() > deadline:
-            return names
+    while (names := stream_actors()) and time.monotonic() < deadline:
         time.sleep(0.1)
+    return names
 
 
 def _cpus_held(wait_s: float = 5.0) -> float:
@@ -188,7 +181,7 @@ def test_warm_actors_that_died_or_hold_the_last_place_do_not_block_a_stream(
         pipeline.close()  # both kept warm: the cluster's 2 CPUs are held
     ray.kill(ray.get_actor(warm[1].actor_name))  # one dies while idle
     deadline = time.monotonic() + 5  # (a kill takes effect a little later)
-    while warm[1].actor_name in _stream_actors(wait_s=0) and time.monotonic() < deadline:
+    while warm[1].actor_name in stream_actors() and time.monotonic() < deadline:
         time.sleep(0.05)
     streams = [RemotePipeline("puppet", "auto")]  # skips the dead one, takes the other
     try:

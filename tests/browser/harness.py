@@ -203,12 +203,17 @@ def running_app(**env: str) -> Iterator[tuple[str, subprocess.Popen]]:
             time.sleep(0.3)
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process, timeout_s=10)
         log.close()
+
+
+def _stop(process: subprocess.Popen, timeout_s: float) -> None:
+    """Ask a process to end (SIGTERM); kill it if it has not within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 @contextmanager
@@ -257,11 +262,7 @@ def ray_cluster(cpus: int = 2, worker_nodes: int = 0, worker_cpus: int = 1) -> I
         yield address
     finally:
         for process in reversed(processes):  # `ray start --block` stops its node's processes
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            _stop(process, timeout_s=30)
 
 
 def fake_microphone(wav: Path, app_url: str) -> list[str]:
@@ -370,6 +371,11 @@ class PersonaPage:
 
     def status(self) -> str:
         return self.page.input_value("#persona-status textarea")
+
+    def over_video(self) -> str:
+        """What is said over the video (a refusal, an ended stream, no route), or ""."""
+        panel = self.page.locator("#persona-video #stream-busy p")
+        return panel.inner_text() if panel.count() else ""
 
     def wait_until_live(self, timeout_s: float = 30) -> None:
         """Until the status line says the pipeline's own frames are playing (after `start`,

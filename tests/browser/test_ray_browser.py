@@ -12,7 +12,7 @@ from tests.browser.harness import PersonaPage, chromium, health, ray_cluster, ru
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt")
 
-from pipelines.remote import ACTOR_PREFIX  # noqa: E402
+from pipelines.remote import stream_actors  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,21 +48,6 @@ def browser() -> Iterator[object]:
         yield b
 
 
-def _stream_actors() -> list[str]:
-    """Names of the stream actors alive on the cluster (Ray's registry of named actors)."""
-    return sorted(
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(ACTOR_PREFIX)
-    )
-
-
-def _over_video(page: PersonaPage) -> str:
-    """What is said over the video (a refusal or an ended stream), or ""."""
-    panel = page.page.locator("#persona-video #stream-busy p")
-    return panel.inner_text() if panel.count() else ""
-
-
 def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_leave_none(
     browser: object, app: tuple[str, subprocess.Popen], cluster: str, operator: None
 ) -> None:
@@ -77,7 +62,7 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
         [node] = report["cluster"]["nodes"]
         assert node["alive"] and node["streams"] == 2
         assert report["cluster"]["places"]["puppet"] == {"total": 2, "free": 0}
-        actors = _stream_actors()
+        actors = stream_actors()
         assert len(actors) == 2  # one actor per visitor
 
         # A third visitor finds the cluster full: said over the video, the others play on.
@@ -88,7 +73,7 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
             "?.startsWith('No video worker is free')",
             timeout=20_000,
         )
-        assert "2 of 2 in use" in _over_video(third)
+        assert "2 of 2 in use" in third.over_video()
         third.close()
 
         # One visitor's actor dies mid-stream: that visitor is told, the other plays on.
@@ -96,13 +81,13 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
         ray.kill(ray.get_actor(actors[0], namespace="persona"))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not any(
-            _over_video(p).startswith("The video worker stopped") for p in (first, second)
+            p.over_video().startswith("The video worker stopped") for p in (first, second)
         ):
             time.sleep(0.1)
         told_after = time.monotonic() - killed
-        [victim] = [p for p in (first, second) if _over_video(p)]
+        [victim] = [p for p in (first, second) if p.over_video()]
         [other] = [p for p in (first, second) if p is not victim]
-        assert "Ray worker is gone" in _over_video(victim) and told_after < 5
+        assert "Ray worker is gone" in victim.over_video() and told_after < 5
         assert other.fps(2.0) >= 10
 
         # Try again lands the victim on a new actor.
@@ -114,7 +99,7 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
         )
         victim.wait_until_live()
         assert victim.fps(3.0) >= 10 and other.fps(1.0) >= 10
-        again = _stream_actors()
+        again = stream_actors()
         assert len(again) == 2 and actors[0] not in again and actors[1] in again
     finally:
         first.close()
@@ -127,10 +112,10 @@ def test_visitors_stream_on_actors_of_their_own_recover_from_a_killed_one_and_le
     assert health(url)["cluster"]["warm"] == {"puppet": 1}
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (
-        _stream_actors() or ray.available_resources().get("CPU", 0) < 2
+        stream_actors() or ray.available_resources().get("CPU", 0) < 2
     ):
         time.sleep(0.2)
-    assert _stream_actors() == [] and ray.available_resources().get("CPU", 0) == 2
+    assert stream_actors() == [] and ray.available_resources().get("CPU", 0) == 2
     report = health(url)
     assert report["streaming"] == 0 and report["cluster"]["streams"] == 0
 
@@ -142,10 +127,10 @@ def test_an_app_that_dies_takes_its_actors_with_it(
         page = PersonaPage(browser, url)
         page.start()
         page.wait_until_live()
-        assert len(_stream_actors()) == 1
+        assert len(stream_actors()) == 1
         process.kill()  # no goodbye: a crash, or the machine lost
         deadline = time.monotonic() + 15
-        while _stream_actors() and time.monotonic() < deadline:
+        while stream_actors() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _stream_actors() == []
+        assert stream_actors() == []
         page.close()
